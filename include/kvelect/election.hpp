@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file
+/// @brief kvelect::Election: one member of a leader election held in a NATS JetStream KV bucket.
+///
+/// @code
+/// kvelect::Election election("node-1", "scheduler", bucket,
+///                            kvelect::OnWon([] { start_work(); }),
+///                            kvelect::OnLost([] { stop_work(); }));
+/// election.start();
+/// @endcode
+#pragma once
+
+#include <kvelect/error.hpp>
+#include <kvelect/export.hpp>
+#include <kvelect/options.hpp>
+#include <kvelect/state.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// cnats' bucket handle; forward-declared so that this header does not include nats.h.
+struct __kvStore;
+typedef struct __kvStore kvStore; // NOLINT(modernize-use-using): must match nats.h
+
+namespace kvelect {
+
+/// A snapshot of an election's counters (the figures Choria exports, and more).
+struct Stats {
+  State state = State::Unknown;
+  bool is_leader = false;
+  std::uint64_t candidate_campaigns = 0; ///< campaigns while a candidate
+  std::uint64_t leader_campaigns = 0;    ///< renewals while leader
+  std::uint64_t wins = 0;
+  std::uint64_t losses = 0;
+  std::uint64_t create_attempts = 0;     ///< writes that tried to take a vacant key
+  std::uint64_t failed_requests = 0;     ///< KV requests that failed (not lost races)
+  std::chrono::milliseconds campaign_interval{0};
+  std::chrono::microseconds last_acquire_time{0};   ///< campaign start → OnWon, last win
+  std::chrono::microseconds last_renewal_latency{0};
+  std::chrono::microseconds max_renewal_latency{0};
+  std::string last_error; ///< empty when none
+};
+
+/// The interface shared by Election and NoopElection, for code that should not care which it
+/// has (Trillian's Election interface). All methods are thread-safe.
+class KVELECT_API LeaderElection {
+public:
+  virtual ~LeaderElection() = default;
+  /// Starts campaigning on a thread of the election's own. Error(already_running) if running.
+  virtual void start() = 0;
+  /// Leaves the election: fires OnLost if leading, releases the key (unless configured not to),
+  /// and joins the campaign thread. Idempotent; safe from a callback (then it cannot join its
+  /// own thread: the thread ends when the callback returns).
+  virtual void stop() noexcept = 0;
+  /// True exactly between an OnWon and the following OnLost, and only while the lease runs.
+  virtual bool is_leader() const = 0;
+  virtual State state() const = 0;
+  /// The fencing token of the current leadership; nullopt while not leading.
+  virtual std::optional<Token> token() const = 0;
+  /// The leader as last observed (cheap, local); nullopt when no member leads.
+  virtual std::optional<std::string> leader() const = 0;
+  /// Blocks until this member leads or `timeout` passes; true if leading.
+  virtual bool await(std::chrono::milliseconds timeout) = 0;
+  /// Blocks until this member leads or `stop` is requested; true if leading.
+  virtual bool await(std::stop_token stop) = 0;
+  /// A token that is stop-requested the moment this leadership ends. Taken while not leading,
+  /// it is already stopped.
+  virtual std::stop_token leadership() const = 0;
+  /// Stands down if leading (OnLost, then a safe release of the key). Returns whether it led.
+  virtual bool resign() = 0;
+};
+
+/// A member of one election. Non-copyable, non-movable (callbacks capture its address).
+class KVELECT_API Election final : public LeaderElection {
+public:
+  /// `name` is this member's identity, stored as the key's value (as Choria does); `key` names
+  /// the election inside `bucket`. The bucket's TTL is read here. Throws kvelect::Error on bad
+  /// input (see docs/errors.md).
+  Election(std::string name, std::string key, kvStore* bucket, std::vector<Option> options = {});
+
+  template <typename... Options>
+    requires(sizeof...(Options) > 0 && (std::is_convertible_v<Options, Option> && ...))
+  Election(std::string name, std::string key, kvStore* bucket, Options&&... options)
+      : Election(std::move(name), std::move(key), bucket,
+                 std::vector<Option>{Option(std::forward<Options>(options))...}) {}
+
+  ~Election() override;
+  Election(const Election&) = delete;
+  Election& operator=(const Election&) = delete;
+
+  void start() override;
+  void stop() noexcept override;
+  /// Campaigns on the calling thread until `stop` is requested or stop() is called (Choria's
+  /// blocking Start(ctx)). Error(already_running) if running.
+  void run(std::stop_token stop);
+
+  bool is_leader() const override;
+  State state() const override;
+  std::optional<Token> token() const override;
+  std::optional<std::string> leader() const override;
+  /// Reads the leader from the server now (one request). Error on a failed request.
+  std::optional<std::string> read_leader() const;
+  bool await(std::chrono::milliseconds timeout) override;
+  bool await(std::stop_token stop) override;
+  std::stop_token leadership() const override;
+  bool resign() override;
+
+  Stats stats() const;
+  const std::string& name() const noexcept;
+  const std::string& key() const noexcept;
+  /// The bucket's TTL, read at construction.
+  std::chrono::milliseconds ttl() const noexcept;
+  /// The candidate campaign interval without backoff (0.75 × TTL, clamped).
+  std::chrono::milliseconds campaign_interval() const noexcept;
+
+  class Impl;
+
+private:
+  std::shared_ptr<Impl> impl_;
+};
+
+/// A passive member (Doozer's non-participating mode): it watches an election and reports its
+/// leader, never campaigns. Uses the same watch code as Election.
+class KVELECT_API Observer final {
+public:
+  Observer(std::string key, kvStore* bucket, std::vector<Option> options = {});
+  template <typename... Options>
+    requires(sizeof...(Options) > 0 && (std::is_convertible_v<Options, Option> && ...))
+  Observer(std::string key, kvStore* bucket, Options&&... options)
+      : Observer(std::move(key), bucket,
+                 std::vector<Option>{Option(std::forward<Options>(options))...}) {}
+  ~Observer();
+  Observer(const Observer&) = delete;
+  Observer& operator=(const Observer&) = delete;
+
+  void start();
+  void stop() noexcept;
+  /// The leader as last observed; nullopt when no member leads.
+  std::optional<std::string> leader() const;
+  /// Reads the leader from the server now.
+  std::optional<std::string> read_leader() const;
+  /// Forces a new election (see kvelect::evict). Returns the evicted leader, if there was one.
+  std::optional<std::string> evict();
+
+private:
+  std::shared_ptr<Election::Impl> impl_;
+};
+
+/// Always the leader once started (Trillian's NoopElection): for single-node deployments and
+/// tests of code written against LeaderElection. OnWon fires in start(), OnLost in stop().
+class KVELECT_API NoopElection final : public LeaderElection {
+public:
+  explicit NoopElection(std::string name = "noop", std::vector<Option> options = {});
+  ~NoopElection() override;
+  void start() override;
+  void stop() noexcept override;
+  bool is_leader() const override;
+  State state() const override;
+  std::optional<Token> token() const override;
+  std::optional<std::string> leader() const override;
+  bool await(std::chrono::milliseconds timeout) override;
+  bool await(std::stop_token stop) override;
+  std::stop_token leadership() const override;
+  bool resign() override;
+
+private:
+  struct State_;
+  std::unique_ptr<State_> s_;
+};
+
+/// Reads the current leader of `key` from the server; nullopt when no member leads.
+KVELECT_API std::optional<std::string> read_leader(kvStore* bucket, std::string_view key);
+
+/// Forces a new election (Choria's evict, Doozer's ForceMasterElection): marks the current
+/// leader's key for eviction with a revision-checked write. A live leader stands down at once
+/// and releases the key; if it is gone, the others wait out its lease first. Returns the evicted
+/// leader, or nullopt if no member led.
+KVELECT_API std::optional<std::string> evict(kvStore* bucket, std::string_view key);
+
+/// True if `key` is a key the KV bucket accepts: `[-/_=.a-zA-Z0-9]+`, no leading, trailing or
+/// doubled '.'.
+KVELECT_API bool valid_key(std::string_view key) noexcept;
+
+} // namespace kvelect

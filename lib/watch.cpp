@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "watch.hpp"
+
+#include "handles.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+namespace kvelect::detail {
+namespace {
+
+// How long one kvWatcher_Next may block: bounds how late the thread notices stop() or a
+// recreate request. It does not delay entries, which return as soon as they arrive.
+constexpr std::int64_t kPollMillis = 100;
+// Pause before recreating a watcher that failed, so that a server that is down is not hammered.
+constexpr auto kRetryPause = std::chrono::milliseconds(250);
+
+Entry to_entry(kvEntry* e) {
+  Entry entry;
+  entry.revision = kvEntry_Revision(e);
+  switch (kvEntry_Operation(e)) {
+  case kvOp_Delete: entry.op = Op::del; break;
+  case kvOp_Purge: entry.op = Op::purge; break;
+  default: entry.op = Op::put; break;
+  }
+  const char* data = static_cast<const char*>(kvEntry_Value(e));
+  if (entry.op == Op::put && data != nullptr)
+    entry.value.assign(data, static_cast<std::size_t>(kvEntry_ValueLen(e)));
+  return entry;
+}
+
+} // namespace
+
+KeyWatch::KeyWatch(kvStore* bucket, std::string key, Sink sink)
+    : bucket_(bucket), key_(std::move(key)), sink_(std::move(sink)),
+      thread_([this](std::stop_token stop) { pump(std::move(stop)); }) {}
+
+KeyWatch::~KeyWatch() {
+  thread_.request_stop();
+  if (thread_.joinable())
+    thread_.join();
+}
+
+void KeyWatch::pump(std::stop_token stop) {
+  std::uint64_t generation = 0;
+  while (!stop.stop_requested()) {
+    ++generation;
+    recreate_.store(false);
+    kvWatcher* raw = nullptr;
+    const natsStatus created = kvStore_Watch(&raw, bucket_, key_.c_str(), nullptr);
+    WatcherHandle watcher(raw);
+    if (created != NATS_OK) {
+      natsStatus ignored = NATS_OK;
+      const char* text = nats_GetLastError(&ignored);
+      sink_({WatchEvent::Kind::failed, {},
+             fmt::format("cannot watch key '{}': {}", key_, text ? text : natsStatus_GetText(created)),
+             generation});
+      std::this_thread::sleep_for(kRetryPause);
+      continue;
+    }
+    while (!stop.stop_requested() && !recreate_.load()) {
+      kvEntry* next = nullptr;
+      const natsStatus status = kvWatcher_Next(&next, watcher.get(), kPollMillis);
+      EntryHandle entry(next);
+      if (status == NATS_TIMEOUT)
+        continue;
+      if (status != NATS_OK) {
+        sink_({WatchEvent::Kind::failed, {},
+               fmt::format("watch of key '{}' failed: {}", key_, natsStatus_GetText(status)),
+               generation});
+        std::this_thread::sleep_for(kRetryPause);
+        break;
+      }
+      if (!entry) {
+        sink_({WatchEvent::Kind::initial_done, {}, {}, generation});
+        continue;
+      }
+      sink_({WatchEvent::Kind::entry, to_entry(entry.get()), {}, generation});
+    }
+  }
+}
+
+} // namespace kvelect::detail
