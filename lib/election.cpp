@@ -204,6 +204,7 @@ void Election::Impl::start() {
       throw Error(Errc::already_running, fmt::format("election '{}' is already running", key_));
     running_ = true;
     stop_requested_ = false;
+    public_state_ = observe_only_ ? State::Unknown : State::Candidate;
   }
   if (thread_.joinable()) // a loop that ended by itself (fatal error, stop from a callback)
     thread_.join();
