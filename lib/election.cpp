@@ -37,6 +37,9 @@ constexpr auto kExpiryRetryCap = 200ms;
 // A renewal that failed without an answer is retried this soon: the lease, not the retry count,
 // decides when the leader gives up (docs/protocol.md, "Renewal").
 constexpr auto kRenewRetry = 50ms;
+// The least time between a renewal's send and the end of the lease it renews, for the request,
+// its retries and the campaign thread's scheduling on a loaded machine.
+constexpr auto kRenewalWindow = 250ms;
 // A watch that has not shown a revision we know was written after this long is recreated.
 constexpr auto kWatchCatchUp = 1s;
 
@@ -177,9 +180,12 @@ Election::Impl::Impl(std::string name, std::string key, kvStore* bucket,
   // server. It absorbs the leader's own scheduling delay in firing OnLost and the drift between
   // its clock and the server's (docs/protocol.md, "Lease").
   guard_ = std::clamp<Duration>(ttl_ / 10, 20ms, 500ms);
-  // Renew at the campaign interval, but at least every 2/3 TTL so that a failed renewal leaves
-  // time for retries inside the lease.
-  renew_period_ = std::min<Duration>(duration_cast<Duration>(interval_ms_), ttl_ * 2 / 3);
+  // Renew at the campaign interval, but early enough that a renewal leaves time for retries
+  // inside the lease: at least a third of the TTL, and at least kRenewalWindow before the lease
+  // ends; never more often than every TTL/4 (docs/protocol.md, "Renewal").
+  renew_period_ = std::max<Duration>(
+      ttl_ / 4, std::min<Duration>({duration_cast<Duration>(interval_ms_), ttl_ * 2 / 3,
+                                    ttl_ - guard_ - kRenewalWindow}));
 
   port_ = detail::make_cnats_port(bucket_);
   stats_.campaign_interval = interval_ms_;
@@ -567,7 +573,12 @@ void Election::Impl::send_read(Purpose origin, std::uint64_t hint, Vacancy vacan
   });
 }
 
-void Election::Impl::send_probe() {
+void Election::Impl::send_probe(TimePoint now) {
+  // Asks whether the bucket still exists. At most once a second: it only tells a deleted bucket
+  // (fatal) from a passing outage (retried anyway).
+  if (io_busy_ || now < next_probe_)
+    return;
+  next_probe_ = now + 1s;
   io_busy_ = true;
   io_->post([this] {
     IoResult result;
@@ -742,8 +753,8 @@ void Election::Impl::handle_acquire(IoResult& result, TimePoint now) {
   case Outcome::retryable:
     ++failed_campaigns_;
     report(w, "campaign");
-    if (w.code == Errc::request_failed && w.message.find("no responders") != std::string::npos)
-      send_probe();
+    if (w.no_responders)
+      send_probe(now);
     retry_at_ = std::min(retry_at_, now + 100ms);
     return;
   case Outcome::unknown:
@@ -792,8 +803,8 @@ void Election::Impl::handle_renew(IoResult& result, TimePoint now) {
     return;
   case Outcome::retryable:
     report(w, "renewal");
-    if (w.code == Errc::request_failed && w.message.find("no responders") != std::string::npos)
-      send_probe();
+    if (w.no_responders)
+      send_probe(now);
     retry_at_ = std::min(retry_at_, now + kRenewRetry);
     return;
   case Outcome::unknown:
@@ -809,7 +820,7 @@ void Election::Impl::handle_renew(IoResult& result, TimePoint now) {
 void Election::Impl::handle_read(IoResult& result, TimePoint now) {
   const auto& r = result.read;
   if (r.outcome != Outcome::ok) {
-    report({r.outcome, 0, 0, r.code, r.message}, "read");
+    report({r.outcome, 0, 0, false, r.code, r.message}, "read");
     if (r.outcome == Outcome::fatal) {
       fail(Error(r.code, r.message));
       return;
@@ -827,7 +838,7 @@ void Election::Impl::handle_read(IoResult& result, TimePoint now) {
       // Our campaign write landed. The lease counts from the request's send time.
       IoResult landed = result;
       landed.purpose = Purpose::acquire;
-      landed.write = {Outcome::ok, entry.revision, 0, Errc::ok, {}};
+      landed.write = {Outcome::ok, entry.revision, 0, false, Errc::ok, {}};
       handle_acquire(landed, now);
       return;
     }
@@ -889,8 +900,7 @@ void Election::Impl::handle(WatchEvent& event, TimePoint now) {
       std::lock_guard lock(mu_);
       stats_.last_error = event.message;
     }
-    if (event.message.find("not found") != std::string::npos && !io_busy_)
-      send_probe();
+    send_probe(now);
     return;
   case WatchEvent::Kind::initial_done:
     if (view_.kind == KeyView::Kind::unknown)
@@ -1024,6 +1034,7 @@ void Election::Impl::become_leader(TimePoint now) {
     stats_.is_leader = true;
     stats_.last_acquire_time =
         std::chrono::duration_cast<std::chrono::microseconds>(now - campaign_started_);
+    leader_ = name_; // leader() agrees with is_leader() from the first moment
   }
   changed_.notify_all();
   debugf("won election '{}' with token {}", key_, token);

@@ -115,7 +115,7 @@ private:
   void pump_pending(TimePoint now);
   void send_write(Purpose purpose, std::string value, std::uint64_t expected, Vacancy vacancy);
   void send_read(Purpose origin, std::uint64_t hint, Vacancy vacancy);
-  void send_probe();
+  void send_probe(TimePoint now);
   void renew(TimePoint now);
   void become_leader(TimePoint now);
   void lose(const std::string& reason);
@@ -193,6 +193,7 @@ private:
   TimePoint term_end_ = TimePoint::max();
   TimePoint next_health_ = TimePoint::max();
   TimePoint cooldown_until_{};
+  TimePoint next_probe_{};
   TimePoint last_watch_event_{};
   TimePoint watch_deadline_ = TimePoint::max();
   std::uint64_t watch_revision_ = 0;

@@ -33,7 +33,7 @@ public:
     const natsStatus status = kvStore_Update(&revision, bucket_, k.c_str(), value.data(),
                                              static_cast<int>(value.size()), expected);
     if (status == NATS_OK)
-      return {Outcome::ok, revision, 0, Errc::ok, {}};
+      return {Outcome::ok, revision, 0, false, Errc::ok, {}};
     // The error text must be read on this thread, right after the call (cnats keeps it per
     // thread), before any other cnats call overwrites it.
     return classify_failure(status, last_error_text(status));
@@ -106,6 +106,7 @@ WriteResult classify_failure(int nats_status, std::string_view text) {
     // probes the bucket to tell which.
     r.outcome = Outcome::retryable;
     r.code = Errc::request_failed;
+    r.no_responders = true;
   } else if (status == NATS_CONNECTION_DISCONNECTED || status == NATS_IO_ERROR ||
              status == NATS_STALE_CONNECTION || status == NATS_NOT_YET_CONNECTED) {
     r.outcome = Outcome::unknown;

@@ -43,6 +43,7 @@ struct WriteResult {
   Outcome outcome = Outcome::ok;
   std::uint64_t revision = 0; // the new revision when ok
   std::uint64_t current = 0;  // lost_race with 10071: the key's revision the server reported
+  bool no_responders = false; // nothing answered: a leader election, or a deleted bucket
   Errc code = Errc::ok;
   std::string message;
 };

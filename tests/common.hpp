@@ -12,6 +12,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <chrono>
 #include <dirent.h>
 #include <functional>
@@ -144,8 +146,15 @@ private:
   std::vector<Event> events_;
 };
 
+// KVELECT_TEST_DEBUG=1 in the environment prints every member's debug log to stderr.
 inline std::vector<Option> concat(std::vector<Option> a, const std::vector<Option>& b) {
   a.insert(a.end(), b.begin(), b.end());
+  if (const char* env = std::getenv("KVELECT_TEST_DEBUG"); env != nullptr && *env == '1') // NOLINT
+    a.push_back(WithDebug([](std::string_view line) {
+      const auto now = std::chrono::steady_clock::now().time_since_epoch();
+      std::fprintf(stderr, "%10.3f %.*s\n", std::chrono::duration<double>(now).count(),
+                   static_cast<int>(line.size()), line.data());
+    }));
   return a;
 }
 

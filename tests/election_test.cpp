@@ -53,7 +53,8 @@ TEST_F(ElectionTest, OneCandidateWins) {
   ASSERT_TRUE(e->await(5s));
   EXPECT_TRUE(e->is_leader());
   EXPECT_EQ(e->state(), State::Leader);
-  EXPECT_EQ(won.load(), 1);
+  // await() returns when the member leads; OnWon runs on the campaign thread at the same time.
+  ASSERT_TRUE(eventually([&] { return won.load() == 1; }));
   ASSERT_TRUE(e->token().has_value());
   EXPECT_EQ(*e->token(), token.load());
   EXPECT_EQ(e->leader(), std::optional<std::string>("solo"));

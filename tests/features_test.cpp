@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: Apache-2.0
+// What the other reference systems offer, against a real nats-server: leader lookup and
+// OnNewLeader, Observer, await, the leadership stop token, term limits, health checks,
+// eviction, fatal errors, the LeaderElection interface and NoopElection, stats.
+#include "common.hpp"
+
+#include <fmt/format.h>
+
+namespace kvelect::testing {
+namespace {
+
+using Sequence = std::vector<std::optional<std::string>>;
+
+class Recorder {
+public:
+  Option option() {
+    return OnNewLeader([this](std::optional<std::string_view> leader) {
+      std::lock_guard lock(mu_);
+      seen_.push_back(leader ? std::optional<std::string>(std::string(*leader)) : std::nullopt);
+    });
+  }
+  Sequence all() const {
+    std::lock_guard lock(mu_);
+    return seen_;
+  }
+  std::vector<std::string> named() const {
+    std::vector<std::string> names;
+    for (const auto& s : all())
+      if (s)
+        names.push_back(*s);
+    return names;
+  }
+
+private:
+  mutable std::mutex mu_;
+  Sequence seen_;
+};
+
+class FeaturesTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    KVELECT_REQUIRE_NATS_SERVER();
+    connection_ = std::make_unique<Connection>(connect_to(SharedServer::get()->url()));
+    bucket_ = std::make_unique<Bucket>(make_bucket(*connection_, 1s));
+  }
+  std::unique_ptr<Election> member(const std::string& name, std::vector<Option> extra = {}) {
+    return std::make_unique<Election>(
+        name, "job", bucket_->get(),
+        concat({SkipValidation(), WithStartupSplay(0ms)}, extra));
+  }
+  static Election* leader_of(const std::vector<std::unique_ptr<Election>>& members) {
+    for (const auto& m : members)
+      if (m->is_leader())
+        return m.get();
+    return nullptr;
+  }
+
+  std::unique_ptr<Connection> connection_;
+  std::unique_ptr<Bucket> bucket_;
+};
+
+TEST_F(FeaturesTest, OnNewLeaderFiresOncePerChangeAndObserversAgree) {
+  Recorder observer_seen;
+  Observer observer("job", bucket_->get(), {observer_seen.option()});
+  observer.start();
+  std::vector<Recorder> seen(3);
+  std::vector<std::unique_ptr<Election>> members;
+  for (int i = 0; i < 3; ++i)
+    members.push_back(member(fmt::format("m{}", i), {seen[i].option()}));
+  for (auto& m : members)
+    m->start();
+  std::vector<std::string> winners;
+  for (int round = 0; round < 4; ++round) {
+    Election* leader = nullptr;
+    ASSERT_TRUE(eventually([&] { return (leader = leader_of(members)) != nullptr; }, 5s));
+    winners.push_back(leader->name());
+    ASSERT_TRUE(eventually([&] { return observer.leader() == leader->name(); }, 5s));
+    EXPECT_EQ(observer.read_leader(), leader->name());
+    ASSERT_TRUE(leader->resign());
+    ASSERT_TRUE(eventually([&] {
+      auto* next = leader_of(members);
+      return next != nullptr && next != leader;
+    }, 5s));
+  }
+  Election* last = nullptr;
+  ASSERT_TRUE(eventually([&] { return (last = leader_of(members)) != nullptr; }, 5s));
+  winners.push_back(last->name());
+  ASSERT_TRUE(eventually([&] { return observer.leader() == last->name(); }, 5s));
+  ASSERT_TRUE(eventually([&] {
+    for (auto& r : seen)
+      if (r.named().empty() || r.named().back() != last->name())
+        return false;
+    return true;
+  }, 5s));
+
+  auto check = [&](const Sequence& sequence, const std::string& who) {
+    ASSERT_FALSE(sequence.empty()) << who;
+    for (std::size_t i = 1; i < sequence.size(); ++i)
+      EXPECT_NE(sequence[i], sequence[i - 1]) << who << ": the same leader reported twice";
+  };
+  check(observer_seen.all(), "observer");
+  for (int i = 0; i < 3; ++i)
+    check(seen[i].all(), fmt::format("m{}", i));
+  // Every member and the observer saw the same succession of leaders.
+  EXPECT_EQ(observer_seen.named(), winners);
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(seen[i].named(), winners) << "m" << i;
+}
+
+TEST_F(FeaturesTest, ObserverReportsNoLeaderAfterExpiry) {
+  Recorder seen;
+  Observer observer("job", bucket_->get(), {seen.option()});
+  observer.start();
+  auto m = member("gone", {WithReleaseOnStop(false)});
+  m->start();
+  ASSERT_TRUE(m->await(5s));
+  ASSERT_TRUE(eventually([&] { return observer.leader() == "gone"; }, 5s));
+  m->stop(); // the key stays until the TTL removes it; no event announces that
+  ASSERT_TRUE(eventually([&] { return observer.leader() == std::nullopt; }, 5s));
+  EXPECT_EQ(observer.read_leader(), std::nullopt);
+  const auto all = seen.all();
+  ASSERT_GE(all.size(), 2U);
+  EXPECT_EQ(all.back(), std::nullopt);
+}
+
+TEST_F(FeaturesTest, AwaitReturnsOnWinningAndOnTimeout) {
+  auto a = member("a");
+  auto b = member("b");
+  a->start();
+  ASSERT_TRUE(a->await(5s));
+  b->start();
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(b->await(300ms));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 290ms);
+  std::stop_source give_up;
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(200ms);
+    give_up.request_stop();
+  });
+  EXPECT_FALSE(b->await(give_up.get_token()));
+  stopper.join();
+  std::thread resigner([&] {
+    std::this_thread::sleep_for(200ms);
+    a->resign();
+  });
+  std::stop_source never;
+  EXPECT_TRUE(b->await(never.get_token()));
+  resigner.join();
+  EXPECT_TRUE(b->is_leader());
+}
+
+TEST_F(FeaturesTest, LeadershipTokenStopsWhenLeadershipEnds) {
+  auto m = member("solo");
+  EXPECT_TRUE(m->leadership().stop_requested()); // not leading: already stopped
+  m->start();
+  ASSERT_TRUE(m->await(5s));
+  auto scope = m->leadership();
+  EXPECT_FALSE(scope.stop_requested());
+  std::atomic<bool> stopped{false};
+  std::stop_callback on_stop(scope, [&] { stopped = true; });
+  const auto t0 = std::chrono::steady_clock::now();
+  std::uint64_t revision = 0;
+  ASSERT_EQ(kvStore_PutString(&revision, bucket_->get(), "job", "intruder"), NATS_OK);
+  // Within one renewal period at the latest (the watch usually makes it immediate).
+  ASSERT_TRUE(eventually([&] { return stopped.load(); }, 3s));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 750ms);
+  EXPECT_TRUE(scope.stop_requested());
+}
+
+TEST_F(FeaturesTest, TermLimitHandsOverAndTheOldLeaderCanWinAgain) {
+  History history;
+  std::vector<std::unique_ptr<Election>> members;
+  for (const char* name : {"a", "b"})
+    members.push_back(member(name, concat({WithTermLimit(700ms)}, history.options_for(name))));
+  for (auto& m : members)
+    m->start();
+  std::vector<std::string> leaders;
+  const auto until = std::chrono::steady_clock::now() + 8s;
+  while (std::chrono::steady_clock::now() < until && leaders.size() < 4) {
+    if (auto* l = leader_of(members); l != nullptr && (leaders.empty() || leaders.back() != l->name()))
+      leaders.push_back(l->name());
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_GE(leaders.size(), 3U) << "term limits did not hand leadership over";
+  EXPECT_NE(leaders[0], leaders[1]);
+  EXPECT_EQ(leaders[0], leaders[2]) << "the first leader did not win again";
+  EXPECT_LE(history.max_active(), 1);
+}
+
+TEST_F(FeaturesTest, UnhealthyLeaderResignsAndUnhealthyCandidateWaits) {
+  std::atomic<bool> a_healthy{true}, b_healthy{false};
+  auto a = member("a", {WithHealthCheck([&] { return a_healthy.load(); }, 50ms)});
+  auto b = member("b", {WithHealthCheck([&] { return b_healthy.load(); }, 50ms)});
+  a->start();
+  ASSERT_TRUE(a->await(5s));
+  b->start();
+  a_healthy = false;
+  ASSERT_TRUE(eventually([&] { return !a->is_leader(); }, 3s));
+  // b is unhealthy too: nobody campaigns.
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_FALSE(b->is_leader());
+  EXPECT_FALSE(a->is_leader());
+  b_healthy = true;
+  ASSERT_TRUE(b->await(5s));
+}
+
+TEST_F(FeaturesTest, EvictionChangesTheLeaderSafely) {
+  History history;
+  auto a = member("a", history.options_for("a"));
+  auto b = member("b", history.options_for("b"));
+  a->start();
+  ASSERT_TRUE(a->await(5s));
+  b->start();
+  std::this_thread::sleep_for(200ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(evict(bucket_->get(), "job"), std::optional<std::string>("a"));
+  ASSERT_TRUE(b->await(5s));
+  // The live leader released at once: faster than a TTL.
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 900ms);
+  EXPECT_FALSE(a->is_leader());
+  EXPECT_LE(history.max_active(), 1);
+  // Nothing to evict when nobody leads.
+  b->stop();
+  a->stop();
+  EXPECT_EQ(evict(bucket_->get(), "job"), std::nullopt);
+}
+
+TEST_F(FeaturesTest, DeletedBucketIsFatal) {
+  std::atomic<int> fatal{0}, lost{0};
+  std::atomic<int> fatal_code{0};
+  auto m = member("solo", {OnError([&](const Error& e) {
+                             if (e.fatal()) {
+                               fatal_code = static_cast<int>(e.code());
+                               ++fatal;
+                             }
+                           }),
+                           OnLost([&] { ++lost; })});
+  m->start();
+  ASSERT_TRUE(m->await(5s));
+  Bucket::remove(*connection_, kvStore_Bucket(bucket_->get()));
+  ASSERT_TRUE(eventually([&] { return fatal.load() >= 1; }, 10s));
+  EXPECT_EQ(fatal_code.load(), static_cast<int>(Errc::bucket_deleted));
+  ASSERT_TRUE(eventually([&] { return m->state() == State::Unknown; }, 5s));
+  EXPECT_EQ(lost.load(), 1);
+  EXPECT_FALSE(m->is_leader());
+  m->stop();
+}
+
+TEST_F(FeaturesTest, StatsCountWhatHappened) {
+  auto a = member("a");
+  a->start();
+  ASSERT_TRUE(a->await(5s));
+  ASSERT_TRUE(eventually([&] { return a->stats().leader_campaigns >= 2; }, 5s));
+  a->resign();
+  const Stats s = a->stats();
+  EXPECT_EQ(s.wins, 1U);
+  EXPECT_EQ(s.losses, 1U);
+  EXPECT_FALSE(s.is_leader);
+  EXPECT_EQ(s.campaign_interval, 750ms);
+  EXPECT_GE(s.create_attempts, 1U);
+  EXPECT_GT(s.last_renewal_latency.count(), 0);
+  EXPECT_GT(s.last_acquire_time.count(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same interface behaviour from Election and NoopElection.
+
+void exercise(LeaderElection& election) {
+  std::stop_source give_up;
+  EXPECT_TRUE(election.leadership().stop_requested());
+  election.start();
+  EXPECT_THROW(election.start(), Error);
+  ASSERT_TRUE(election.await(5s));
+  EXPECT_TRUE(election.await(give_up.get_token()));
+  EXPECT_TRUE(election.is_leader());
+  EXPECT_EQ(election.state(), State::Leader);
+  ASSERT_TRUE(election.token().has_value());
+  auto scope = election.leadership();
+  EXPECT_FALSE(scope.stop_requested());
+  EXPECT_TRUE(election.leader().has_value());
+  EXPECT_TRUE(election.resign());
+  EXPECT_TRUE(scope.stop_requested());
+  EXPECT_FALSE(election.is_leader());
+  EXPECT_FALSE(election.token().has_value());
+  election.stop();
+  election.stop();
+  EXPECT_FALSE(election.is_leader());
+}
+
+TEST_F(FeaturesTest, ElectionSatisfiesTheInterface) {
+  auto m = member("iface");
+  exercise(*m);
+}
+
+TEST(NoopElectionTest, SatisfiesTheInterfaceAndFiresCallbacks) {
+  std::atomic<int> won{0}, lost{0};
+  NoopElection noop("single", {OnWon([&] { ++won; }), OnLost([&] { ++lost; })});
+  exercise(noop);
+  EXPECT_EQ(won.load(), 1);
+  EXPECT_EQ(lost.load(), 1);
+  EXPECT_THROW(NoopElection(""), Error);
+}
+
+} // namespace
+} // namespace kvelect::testing
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  ::testing::AddGlobalTestEnvironment(new kvelect::testing::SharedServer); // NOLINT: gtest owns it
+  return RUN_ALL_TESTS();
+}
