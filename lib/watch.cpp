@@ -10,9 +10,10 @@
 namespace kvelect::detail {
 namespace {
 
-// How long one kvWatcher_Next may block: bounds how late the thread notices stop() or a
-// recreate request. It does not delay entries, which return as soon as they arrive.
-constexpr std::int64_t kPollMillis = 100;
+// How long one kvWatcher_Next may block. Entries return as soon as they arrive, and stop() and
+// recreate() interrupt the wait by stopping the watcher, so this only bounds how often an idle
+// watch thread wakes up: rarely, because a process may hold thousands of watches.
+constexpr std::int64_t kPollMillis = 5000;
 // Pause before recreating a watcher that failed, so that a server that is down is not hammered.
 constexpr auto kRetryPause = std::chrono::milliseconds(250);
 
@@ -38,8 +39,20 @@ KeyWatch::KeyWatch(kvStore* bucket, std::string key, Sink sink)
 
 KeyWatch::~KeyWatch() {
   thread_.request_stop();
+  interrupt();
   if (thread_.joinable())
     thread_.join();
+}
+
+void KeyWatch::recreate() noexcept {
+  recreate_.store(true);
+  interrupt();
+}
+
+void KeyWatch::interrupt() noexcept {
+  std::lock_guard lock(mu_);
+  if (current_ != nullptr)
+    kvWatcher_Stop(current_);
 }
 
 void KeyWatch::pump(std::stop_token stop) {
@@ -50,6 +63,20 @@ void KeyWatch::pump(std::stop_token stop) {
     kvWatcher* raw = nullptr;
     const natsStatus created = kvStore_Watch(&raw, bucket_, key_.c_str(), nullptr);
     WatcherHandle watcher(raw);
+    {
+      std::lock_guard lock(mu_);
+      current_ = watcher.get();
+    }
+    // Clears current_ before the watcher is destroyed, on every path out of this iteration.
+    struct Forget {
+      KeyWatch* self;
+      ~Forget() {
+        std::lock_guard lock(self->mu_);
+        self->current_ = nullptr;
+      }
+    } forget{this};
+    if (stop.stop_requested())
+      break;
     if (created != NATS_OK) {
       natsStatus ignored = NATS_OK;
       const char* text = nats_GetLastError(&ignored);
@@ -66,6 +93,8 @@ void KeyWatch::pump(std::stop_token stop) {
       if (status == NATS_TIMEOUT)
         continue;
       if (status != NATS_OK) {
+        if (stop.stop_requested() || recreate_.load())
+          break; // interrupted on purpose
         sink_({WatchEvent::Kind::failed, {},
                fmt::format("watch of key '{}' failed: {}", key_, natsStatus_GetText(status)),
                generation});

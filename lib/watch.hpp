@@ -5,8 +5,12 @@
 
 #include "kv.hpp"
 
+struct __kvWatcher;
+typedef struct __kvWatcher kvWatcher; // NOLINT(modernize-use-using)
+
 #include <atomic>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -34,15 +38,19 @@ public:
 
   // Drops the current watcher and makes a new one (nats.c#988: a watcher can go silent after a
   // reconnect, and the only cure is a new one). Returns at once; the thread does the work.
-  void recreate() noexcept { recreate_.store(true); }
+  void recreate() noexcept;
 
 private:
   void pump(std::stop_token stop);
+  // Stops the current watcher, which makes a kvWatcher_Next blocked on it return at once.
+  void interrupt() noexcept;
 
   kvStore* bucket_;
   std::string key_;
   Sink sink_;
   std::atomic<bool> recreate_{false};
+  std::mutex mu_;
+  kvWatcher* current_ = nullptr; // guarded by mu_; owned by the pump thread
   std::jthread thread_;
 };
 
