@@ -118,9 +118,9 @@ void IoWorker::run(std::stop_token stop) {
 // Construction and validation
 
 Election::Impl::Impl(std::string name, std::string key, kvStore* bucket,
-                     std::vector<Option> options, bool observe_only)
+                     const std::vector<Option>& options, bool observe_only)
     : name_(std::move(name)), key_(std::move(key)), bucket_(bucket), observe_only_(observe_only) {
-  for (auto& option : options)
+  for (const auto& option : options)
     if (option.apply)
       option.apply(config_);
 
@@ -391,9 +391,9 @@ void Election::Impl::teardown() {
         for (auto& item : batch)
           if (auto* result = std::get_if<IoResult>(&item)) {
             io_busy_ = false;
-            if (result->purpose == Purpose::renew && result->write.outcome == Outcome::ok)
-              held_revision_ = result->write.revision;
-            else if (result->purpose == Purpose::acquire && result->write.outcome == Outcome::ok)
+            const bool wrote = result->purpose == Purpose::renew ||
+                               result->purpose == Purpose::acquire;
+            if (wrote && result->write.outcome == Outcome::ok)
               held_revision_ = result->write.revision;
             else if (result->purpose == Purpose::release)
               release_wanted_ = 0;
@@ -1272,9 +1272,8 @@ Stats Election::Impl::stats() const {
 // Election
 
 Election::Election(std::string name, std::string key, kvStore* bucket,
-                   std::vector<Option> options)
-    : impl_(std::make_shared<Impl>(std::move(name), std::move(key), bucket, std::move(options),
-                                   false)) {}
+                   const std::vector<Option>& options)
+    : impl_(std::make_shared<Impl>(std::move(name), std::move(key), bucket, options, false)) {}
 
 Election::~Election() { impl_->stop(); }
 
@@ -1303,8 +1302,7 @@ std::chrono::milliseconds Election::campaign_interval() const noexcept {
 
 Observer::Observer(std::string key, kvStore* bucket, std::vector<Option> options) {
   options.push_back(SkipValidation()); // an observer accepts any bucket that has a TTL
-  impl_ = std::make_shared<Election::Impl>(std::string(), std::move(key), bucket,
-                                           std::move(options), true);
+  impl_ = std::make_shared<Election::Impl>(std::string(), std::move(key), bucket, options, true);
 }
 Observer::~Observer() { impl_->stop(); }
 void Observer::start() { impl_->start(); }
@@ -1343,7 +1341,7 @@ std::optional<std::string> evict(kvStore* bucket, std::string_view key) {
     const auto read = port->read(key);
     if (read.outcome != Outcome::ok)
       throw Error(read.code, fmt::format("cannot read election '{}': {}", key, read.message));
-    const auto holder = member_of(read.entry);
+    auto holder = member_of(read.entry);
     if (!holder)
       return std::nullopt;
     // Revision-checked, so it marks exactly the leader we read and nobody who won since.

@@ -50,9 +50,13 @@ public:
   using TimePoint = Clock::time_point;
   using Duration = Clock::duration;
 
-  Impl(std::string name, std::string key, kvStore* bucket, std::vector<Option> options,
+  Impl(std::string name, std::string key, kvStore* bucket, const std::vector<Option>& options,
        bool observe_only);
   ~Impl();
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  Impl(Impl&&) = delete;
+  Impl& operator=(Impl&&) = delete;
 
   void start();
   void run(std::stop_token stop);

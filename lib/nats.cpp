@@ -22,7 +22,7 @@ std::string last_error(natsStatus status) {
 [[noreturn]] void throw_status(natsStatus status, const std::string& what) {
   Errc code = Errc::nats_error;
   switch (status) {
-  case NATS_NO_SERVER: code = Errc::not_found; break;
+  case NATS_NO_SERVER:
   case NATS_NOT_FOUND: code = Errc::not_found; break;
   case NATS_TIMEOUT: code = Errc::timeout; break;
   case NATS_CONNECTION_CLOSED: code = Errc::connection_closed; break;

@@ -15,12 +15,12 @@ struct NoopElection::State_ {
   std::stop_source leadership{std::nostopstate};
 };
 
-NoopElection::NoopElection(std::string name, std::vector<Option> options)
+NoopElection::NoopElection(std::string name, const std::vector<Option>& options)
     : s_(std::make_unique<State_>()) {
   if (name.empty())
     throw Error(Errc::invalid_name, "member name is empty");
   s_->name = std::move(name);
-  for (auto& option : options)
+  for (const auto& option : options)
     if (option.apply)
       option.apply(s_->config);
 }

@@ -70,6 +70,11 @@ void KeyWatch::pump(std::stop_token stop) {
     // Clears current_ before the watcher is destroyed, on every path out of this iteration.
     struct Forget {
       KeyWatch* self;
+      explicit Forget(KeyWatch* owner) : self(owner) {}
+      Forget(const Forget&) = delete;
+      Forget& operator=(const Forget&) = delete;
+      Forget(Forget&&) = delete;
+      Forget& operator=(Forget&&) = delete;
       ~Forget() {
         std::lock_guard lock(self->mu_);
         self->current_ = nullptr;

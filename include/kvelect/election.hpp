@@ -34,18 +34,18 @@ namespace kvelect {
 
 /// A snapshot of an election's counters (the figures Choria exports, and more).
 struct Stats {
-  State state = State::Unknown;
-  bool is_leader = false;
+  State state = State::Unknown; ///< the state when the snapshot was taken
+  bool is_leader = false;       ///< leading, with a running lease
   std::uint64_t candidate_campaigns = 0; ///< campaigns while a candidate
   std::uint64_t leader_campaigns = 0;    ///< renewals while leader
-  std::uint64_t wins = 0;
-  std::uint64_t losses = 0;
+  std::uint64_t wins = 0;   ///< OnWon calls
+  std::uint64_t losses = 0; ///< OnLost calls
   std::uint64_t create_attempts = 0;     ///< writes that tried to take a vacant key
   std::uint64_t failed_requests = 0;     ///< KV requests that failed (not lost races)
-  std::chrono::milliseconds campaign_interval{0};
+  std::chrono::milliseconds campaign_interval{0}; ///< 0.75 × TTL (before any backoff)
   std::chrono::microseconds last_acquire_time{0};   ///< campaign start → OnWon, last win
-  std::chrono::microseconds last_renewal_latency{0};
-  std::chrono::microseconds max_renewal_latency{0};
+  std::chrono::microseconds last_renewal_latency{0}; ///< send → result, the last renewal
+  std::chrono::microseconds max_renewal_latency{0};  ///< the slowest renewal so far
   std::string last_error; ///< empty when none
 };
 
@@ -62,6 +62,7 @@ public:
   virtual void stop() noexcept = 0;
   /// True exactly between an OnWon and the following OnLost, and only while the lease runs.
   virtual bool is_leader() const = 0;
+  /// Unknown (not running), Candidate, or Leader (only while the lease runs).
   virtual State state() const = 0;
   /// The fencing token of the current leadership; nullopt while not leading.
   virtual std::optional<Token> token() const = 0;
@@ -84,8 +85,10 @@ public:
   /// `name` is this member's identity, stored as the key's value (as Choria does); `key` names
   /// the election inside `bucket`. The bucket's TTL is read here. Throws kvelect::Error on bad
   /// input (see docs/errors.md).
-  Election(std::string name, std::string key, kvStore* bucket, std::vector<Option> options = {});
+  Election(std::string name, std::string key, kvStore* bucket,
+           const std::vector<Option>& options = {});
 
+  /// As above, with the options as arguments: `Election(name, key, bucket, OnWon(...), ...)`.
   template <typename... Options>
     requires(sizeof...(Options) > 0 && (std::is_convertible_v<Options, Option> && ...))
   Election(std::string name, std::string key, kvStore* bucket, Options&&... options)
@@ -95,6 +98,8 @@ public:
   ~Election() override;
   Election(const Election&) = delete;
   Election& operator=(const Election&) = delete;
+  Election(Election&&) = delete;
+  Election& operator=(Election&&) = delete;
 
   void start() override;
   void stop() noexcept override;
@@ -113,8 +118,11 @@ public:
   std::stop_token leadership() const override;
   bool resign() override;
 
+  /// A snapshot of the counters.
   Stats stats() const;
+  /// This member's name.
   const std::string& name() const noexcept;
+  /// The election key.
   const std::string& key() const noexcept;
   /// The bucket's TTL, read at construction.
   std::chrono::milliseconds ttl() const noexcept;
@@ -131,7 +139,11 @@ private:
 /// leader, never campaigns. Uses the same watch code as Election.
 class KVELECT_API Observer final {
 public:
+  /// Watches `key` in `bucket`. Useful options: OnNewLeader, OnError, WithDebug.
   Observer(std::string key, kvStore* bucket, std::vector<Option> options = {});
+  Observer(Observer&&) = delete;
+  Observer& operator=(Observer&&) = delete;
+  /// As above, with the options as arguments.
   template <typename... Options>
     requires(sizeof...(Options) > 0 && (std::is_convertible_v<Options, Option> && ...))
   Observer(std::string key, kvStore* bucket, Options&&... options)
@@ -141,7 +153,9 @@ public:
   Observer(const Observer&) = delete;
   Observer& operator=(const Observer&) = delete;
 
+  /// Starts watching on a thread of its own. Error(already_running) if running.
   void start();
+  /// Stops watching and joins the thread. Idempotent.
   void stop() noexcept;
   /// The leader as last observed; nullopt when no member leads.
   std::optional<std::string> leader() const;
@@ -158,8 +172,13 @@ private:
 /// tests of code written against LeaderElection. OnWon fires in start(), OnLost in stop().
 class KVELECT_API NoopElection final : public LeaderElection {
 public:
-  explicit NoopElection(std::string name = "noop", std::vector<Option> options = {});
+  /// `name` is what leader() reports; OnWon, OnLost and OnNewLeader are honoured.
+  explicit NoopElection(std::string name = "noop", const std::vector<Option>& options = {});
   ~NoopElection() override;
+  NoopElection(const NoopElection&) = delete;
+  NoopElection& operator=(const NoopElection&) = delete;
+  NoopElection(NoopElection&&) = delete;
+  NoopElection& operator=(NoopElection&&) = delete;
   void start() override;
   void stop() noexcept override;
   bool is_leader() const override;

@@ -43,6 +43,7 @@ KVELECT_API std::error_code make_error_code(Errc code) noexcept;
 /// The one exception type kvelect throws. `what()` names the problem; `code()` is for switching on.
 class KVELECT_API Error : public std::runtime_error {
 public:
+  /// An error with `code` and a message that names the problem.
   Error(Errc code, const std::string& message);
 
   /// The kvelect error code.
@@ -59,5 +60,7 @@ KVELECT_API const char* to_string(Errc code) noexcept;
 
 } // namespace kvelect
 
+/// @cond INTERNAL
 template <>
 struct std::is_error_code_enum<kvelect::Errc> : std::true_type {};
+/// @endcond

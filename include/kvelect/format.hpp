@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+/// @cond INTERNAL
 template <>
 struct fmt::formatter<kvelect::State> : fmt::formatter<std::string_view> {
   template <typename FormatContext>
@@ -24,3 +25,4 @@ struct fmt::formatter<kvelect::Errc> : fmt::formatter<std::string_view> {
     return fmt::formatter<std::string_view>::format(kvelect::to_string(code), ctx);
   }
 };
+/// @endcond

@@ -39,11 +39,15 @@ class KVELECT_API Connection {
 public:
   /// Connects; Error(not_found) if no server answers, Error(nats_error) for other failures.
   static Connection connect(const ConnectOptions& options = {});
-  Connection(Connection&&) noexcept;
-  Connection& operator=(Connection&&) noexcept;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  Connection(Connection&&) noexcept;            ///< moves the connection; the source is empty
+  Connection& operator=(Connection&&) noexcept; ///< closes this one, takes the other
   ~Connection();
 
+  /// The cnats connection, for calls kvelect does not wrap.
   natsConnection* get() const noexcept;
+  /// The JetStream context (its request timeout is ConnectOptions::timeout).
   jsCtx* jetstream() const noexcept;
   /// True while the connection is not closed.
   bool connected() const noexcept;
@@ -62,19 +66,19 @@ enum class Storage { file, memory };
 
 /// Settings for a bucket made for elections.
 struct BucketConfig {
-  std::string name = "KVELECT_ELECTIONS";
-  std::chrono::milliseconds ttl{std::chrono::seconds(30)};
-  int replicas = 1;
-  Storage storage = Storage::file;
+  std::string name = "KVELECT_ELECTIONS";                  ///< bucket name, [-_a-zA-Z0-9]+
+  std::chrono::milliseconds ttl{std::chrono::seconds(30)}; ///< how long a leader's key lives
+  int replicas = 1;                                        ///< 1 to 5
+  Storage storage = Storage::file;                         ///< where the stream is stored
 };
 
 /// A bucket's properties, as kvelect reads them.
 struct BucketInfo {
-  std::string name;
-  std::chrono::milliseconds ttl{0};
-  std::int64_t history = 0;
-  std::int64_t replicas = 0;
-  std::uint64_t values = 0;
+  std::string name;                 ///< bucket name
+  std::chrono::milliseconds ttl{0}; ///< the stream's MaxAge; 0 = none
+  std::int64_t history = 0;         ///< values kept per key (elections want 1)
+  std::int64_t replicas = 0;        ///< stream replicas
+  std::uint64_t values = 0;         ///< messages in the stream
 };
 
 /// An open KV bucket. Move-only; the destructor releases the handle.
@@ -88,10 +92,13 @@ public:
   /// Deletes a bucket; Error(not_found) if there is none.
   static void remove(const Connection& connection, std::string_view name);
 
-  Bucket(Bucket&&) noexcept;
-  Bucket& operator=(Bucket&&) noexcept;
+  Bucket(const Bucket&) = delete;
+  Bucket& operator=(const Bucket&) = delete;
+  Bucket(Bucket&&) noexcept;            ///< moves the handle; the source is empty
+  Bucket& operator=(Bucket&&) noexcept; ///< releases this handle, takes the other
   ~Bucket();
 
+  /// The cnats handle, for Election and for calls kvelect does not wrap.
   kvStore* get() const noexcept { return kv_; }
   operator kvStore*() const noexcept { return kv_; } // NOLINT(google-explicit-constructor)
   /// Reads the bucket's status from the server.

@@ -41,14 +41,14 @@ struct Config {
   /// The leader resigns after holding leadership this long; 0 = no limit.
   std::chrono::milliseconds term_limit{0};
   std::function<bool()> health_check;     ///< unhealthy: a leader resigns, a candidate waits
-  std::chrono::milliseconds health_interval{1000};
+  std::chrono::milliseconds health_interval{1000}; ///< how often health_check runs
   /// Passive member (kvelect::Observer): watches and reports, never writes.
   bool observe_only = false;
 };
 
 /// One option. Build them with the functions below.
 struct Option {
-  std::function<void(Config&)> apply;
+  std::function<void(Config&)> apply; ///< sets its part of a Config
 };
 
 /// Called on the campaign thread when this member becomes leader.

@@ -1,0 +1,352 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Packaging and style checks of kvelect, as a downstream user and CI see them:
+#   subproject  tests/consumer builds against kvelect as a Meson subproject, and runs
+#   install     kvelect installs (shared + static) into a temporary prefix; the installed tree is
+#               complete, each public header compiles on its own, kvelect.pc is valid, and
+#               tests/consumer builds against it through pkg-config (shared and static) and runs
+#   format      clang-format-14 --dry-run --Werror over include/ lib/ tests/ tools/ examples/ bench/
+#   tidy        clang-tidy-14 over lib/*.cpp (config: .clang-tidy); any warning fails
+#   docs        Doxygen API reference of include/kvelect (skipped when doxygen is not installed);
+#               any warning fails
+#
+# Usage: scripts/check-packaging.sh [STEP...]     (default: all steps, in the order above)
+# Every step runs; the script exits non-zero if any failed, and names them at the end.
+# Environment: KEEP_TMP=1 keeps the temporary directory; JOBS=N caps parallel jobs.
+# Needs: meson, ninja, pkg-config, a C++20 compiler, python3 (Meson's), clang-format-14,
+# clang-tidy-14; doxygen for the docs step. Nothing is written into the source tree.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+ALL_STEPS=(subproject install format tidy docs)
+
+header() { printf '\n==== check-packaging: %s ====\n' "$*"; }
+fail() {
+  printf 'check-packaging: FAIL: %s\n' "$*" >&2
+  exit 1
+}
+need() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null 2>&1 || fail "'$tool' is not installed (./dev deps installs it)"
+  done
+}
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/kvelect-packaging.XXXXXX")
+cleanup() {
+  if [[ ${KEEP_TMP:-0} == 1 ]]; then
+    echo "check-packaging: kept $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+}
+trap cleanup EXIT
+
+# Quiet `meson setup`: its log is shown only when it fails.
+meson_setup() { # meson_setup BUILDDIR SOURCEDIR [options...]
+  local log=$1.setup.log
+  if ! meson setup "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    fail "meson setup $*"
+  fi
+}
+
+meson_build() { # meson_build BUILDDIR
+  ninja -C "$1" -j "$JOBS" >"$1.build.log" 2>&1 || {
+    cat "$1.build.log" >&2
+    fail "build in $1"
+  }
+}
+
+# The kvelect sources as a fresh clone has them: what git tracks or would track (not ignored),
+# else the tree without build directories, .git and unpacked subprojects.
+copy_sources() { # copy_sources DEST
+  local dest=$1
+  mkdir -p "$dest"
+  if git -C "$ROOT" rev-parse --show-toplevel 2>/dev/null | grep -qxF "$ROOT"; then
+    (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard) |
+      (cd "$ROOT" && while IFS= read -r -d '' f; do
+        if [[ -e $f || -L $f ]]; then printf '%s\0' "$f"; fi
+      done) |
+      tar -C "$ROOT" --null --no-recursion -T - -cf - | tar -C "$dest" -xf -
+  else
+    (cd "$ROOT" && find . \( -path ./.git -o \( -path './build*' -type d \) \
+      -o \( -path './_build*' -type d \) -o -path ./tests/consumer/subprojects \
+      -o \( -path './subprojects/*' -type d ! -path ./subprojects/packagefiles \) \) -prune \
+      -o \( -type f -o -type l \) -print0) |
+      tar -C "$ROOT" --null --no-recursion -T - -cf - | tar -C "$dest" -xf -
+  fi
+  [[ -f $dest/meson.build ]] || fail "copying the sources to $dest"
+}
+
+copy_consumer() { # copy_consumer DEST
+  mkdir -p "$1"
+  cp -R "$ROOT/tests/consumer/." "$1/"
+  rm -rf "$1/subprojects"
+}
+
+run_consumer() { # run_consumer EXE [LD_LIBRARY_PATH]
+  local out
+  out=$(LD_LIBRARY_PATH=${2:-${LD_LIBRARY_PATH:-}} "$1") || fail "$1 exited with status $?"
+  echo "$out"
+  grep -q "^kvelect-consumer: kvelect " <<<"$out" || fail "$1 printed no version line"
+}
+
+project_version() {
+  meson introspect --projectinfo "$MAIN_BUILD" | python3 -c 'import json, sys
+print(json.load(sys.stdin)["version"])'
+}
+
+# Public headers of optional components, installed only along with the component's library.
+declare -A OPTIONAL_HEADERS=([prometheus.hpp]=libkvelect_prometheus)
+
+# One build of kvelect itself, shared by the install, tidy and docs steps.
+MAIN_BUILD=$TMP/build-kvelect
+PREFIX=$TMP/prefix
+main_build_setup() {
+  [[ -f $MAIN_BUILD/build.ninja ]] && return 0
+  need meson ninja
+  meson_setup "$MAIN_BUILD" "$ROOT" --prefix="$PREFIX" --libdir=lib -Ddefault_library=both \
+    -Dtests=disabled -Dbenchmarks=disabled -Dexamples=disabled
+}
+
+# The value of a feature option of the main build ("enabled", "disabled" or "auto").
+build_option() { # build_option NAME
+  meson introspect --buildoptions "$MAIN_BUILD" |
+    python3 -c 'import json, sys
+name = sys.argv[1]
+print(next((str(o["value"]) for o in json.load(sys.stdin) if o["name"] == name), ""))' "$1"
+}
+
+step_subproject() {
+  header "subproject: tests/consumer with kvelect in subprojects/kvelect"
+  need meson ninja
+  local dir=$TMP/subproject
+  copy_consumer "$dir/consumer"
+  copy_sources "$dir/consumer/subprojects/kvelect"
+  meson_setup "$dir/build" "$dir/consumer" --force-fallback-for=kvelect
+  meson_build "$dir/build"
+  # kvelect must have come from the subproject, and built only its library there: its tests,
+  # benchmarks, examples and CLI are off by default in a parent project.
+  meson introspect --targets "$dir/build" | python3 -c 'import json, sys
+targets = json.load(sys.stdin)
+sub = [t for t in targets if t.get("subproject") == "kvelect"]
+if not sub:
+    sys.exit("kvelect was not built as a subproject")
+extra = [t["name"] for t in sub if t["type"] in ("executable", "run")]
+if extra:
+    sys.exit("the kvelect subproject builds more than its library: " + ", ".join(extra))
+print("subproject targets: " + ", ".join(t["name"] for t in sub))' ||
+    fail "the consumer's kvelect is not a library-only subproject"
+  run_consumer "$dir/build/kvelect-consumer"
+}
+
+step_install() {
+  header "install: kvelect into a temporary prefix, consumer through pkg-config"
+  need meson ninja pkg-config python3
+  main_build_setup
+  meson_build "$MAIN_BUILD"
+  meson install -C "$MAIN_BUILD" --quiet >"$TMP/install.log" 2>&1 || {
+    cat "$TMP/install.log" >&2
+    fail "meson install"
+  }
+
+  # The installed tree: every public header (those of optional components only when the
+  # component's library was built), the generated version.hpp, both libraries, kvelect.pc.
+  local h name missing=()
+  for h in "$ROOT"/include/kvelect/*.hpp; do
+    name=$(basename "$h")
+    if [[ -n ${OPTIONAL_HEADERS[$name]:-} && ! -e $PREFIX/lib/${OPTIONAL_HEADERS[$name]}.so ]]; then
+      echo "not built in this configuration: ${OPTIONAL_HEADERS[$name]} (include/kvelect/$name)"
+      continue
+    fi
+    [[ -f $PREFIX/include/kvelect/$name ]] || missing+=("include/kvelect/$name")
+  done
+  for h in include/kvelect/version.hpp lib/libkvelect.so lib/libkvelect.a lib/pkgconfig/kvelect.pc; do
+    [[ -e $PREFIX/$h ]] || missing+=("$h")
+  done
+  if [[ -d $ROOT/tools && $(build_option cli) != disabled ]]; then
+    [[ -x $PREFIX/bin/kvelect ]] || missing+=("bin/kvelect (tools/ exists and -Dcli is not disabled)")
+  fi
+  ((${#missing[@]} == 0)) || fail "not installed: ${missing[*]}"
+  echo "installed: $(cd "$PREFIX" && find . -type f -o -type l | sed 's|^\./||' | sort | tr '\n' ' ')"
+
+  # Each public header compiles on its own, with strict flags, against the installed tree.
+  export PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+  local cxx=${CXX:-c++} cflags
+  for h in "$PREFIX"/include/kvelect/*.hpp; do
+    name=$(basename "$h")
+    # A component's header (prometheus.hpp) gets its own package's flags (kvelect-prometheus).
+    if [[ -f $PREFIX/lib/pkgconfig/kvelect-${name%.hpp}.pc ]]; then
+      cflags=$(pkg-config --cflags "kvelect-${name%.hpp}")
+    else
+      cflags=$(pkg-config --cflags kvelect)
+    fi
+    # shellcheck disable=SC2086 # pkg-config output is a list of flags
+    echo "#include <kvelect/$name>" |
+      "$cxx" -std=c++20 -Wall -Wextra -Wpedantic -Werror -fsyntax-only $cflags -x c++ - ||
+      fail "installed header kvelect/$name does not compile on its own"
+  done
+  echo "each installed header compiles on its own"
+
+  # kvelect.pc: valid, the project's version, fmt public (format.hpp), libnats private.
+  pkg-config --validate kvelect || fail "kvelect.pc does not validate"
+  local version
+  version=$(pkg-config --modversion kvelect)
+  [[ $version == "$(project_version)" ]] ||
+    fail "kvelect.pc has version $version, meson.build $(project_version)"
+  pkg-config --print-requires kvelect | grep -q '^fmt' || fail "kvelect.pc: fmt is not in Requires"
+  pkg-config --print-requires-private kvelect | grep -q '^libnats' ||
+    fail "kvelect.pc: libnats is not in Requires.private"
+  pkg-config --static --libs kvelect | grep -q -- '-lnats' ||
+    fail "pkg-config --static --libs kvelect does not link libnats"
+  echo "kvelect.pc: version $version; $(pkg-config --libs kvelect); static: $(pkg-config --static --libs kvelect)"
+
+  # The consumer against the installed package, never a subproject.
+  local dir=$TMP/installed
+  copy_consumer "$dir/consumer"
+  meson_setup "$dir/build-shared" "$dir/consumer" --wrap-mode=nofallback
+  meson_build "$dir/build-shared"
+  LD_LIBRARY_PATH=$PREFIX/lib ldd "$dir/build-shared/kvelect-consumer" |
+    grep -q "libkvelect.so.* => $PREFIX/lib/" ||
+    fail "the shared consumer does not load libkvelect from $PREFIX/lib"
+  run_consumer "$dir/build-shared/kvelect-consumer" "$PREFIX/lib"
+
+  meson_setup "$dir/build-static" "$dir/consumer" --wrap-mode=nofallback -Dstatic_kvelect=true
+  meson_build "$dir/build-static"
+  if ldd "$dir/build-static/kvelect-consumer" | grep -q libkvelect; then
+    fail "the static consumer still loads libkvelect.so"
+  fi
+  run_consumer "$dir/build-static/kvelect-consumer"
+}
+
+# The C++ sources that clang-format checks.
+format_files() {
+  local dirs=() d
+  for d in include lib tests tools examples bench; do
+    [[ -d $ROOT/$d ]] && dirs+=("$d")
+  done
+  ((${#dirs[@]})) || return 0
+  (cd "$ROOT" && find "${dirs[@]}" -path tests/consumer/subprojects -prune -o -type f \
+    \( -name '*.cpp' -o -name '*.hpp' \) -print | LC_ALL=C sort)
+}
+
+step_format() {
+  header "format: clang-format-14 --dry-run --Werror"
+  need clang-format-14
+  local files
+  mapfile -t files < <(format_files)
+  ((${#files[@]})) || {
+    echo "no C++ sources"
+    return 0
+  }
+  local log=$TMP/clang-format.log
+  if ! (cd "$ROOT" && clang-format-14 --dry-run --Werror "${files[@]}") >"$log" 2>&1; then
+    # The first findings in full, then every file that needs `clang-format-14 -i`.
+    head -n 40 "$log"
+    echo "..."
+    echo "files not formatted (clang-format-14 -i FILE fixes them):"
+    grep -o -E '^[^:]+:[0-9]+:[0-9]+: error:' "$log" | cut -d: -f1 | LC_ALL=C sort | uniq -c
+    fail "clang-format: $(grep -c -E ': error: ' "$log") finding(s)"
+  fi
+  echo "${#files[@]} files formatted"
+}
+
+step_tidy() {
+  header "tidy: clang-tidy-14 over lib/*.cpp"
+  need clang-tidy-14
+  main_build_setup
+  [[ -f $MAIN_BUILD/compile_commands.json ]] || fail "no compile_commands.json in $MAIN_BUILD"
+  # lib/*.cpp as this configuration compiles them (an optional component whose dependency is
+  # missing, such as lib/prometheus.cpp without prometheus-cpp, has no compile command).
+  local files f skipped=()
+  mapfile -t files < <(python3 -c 'import json, os, sys
+root, build = sys.argv[1], sys.argv[2]
+seen = set()
+for c in json.load(open(os.path.join(build, "compile_commands.json"))):
+    path = os.path.normpath(os.path.join(c["directory"], c["file"]))
+    rel = os.path.relpath(path, root)
+    if os.path.dirname(rel) == "lib" and rel.endswith(".cpp"):
+        seen.add(rel)
+if seen:
+    print("\n".join(sorted(seen)))' "$ROOT" "$MAIN_BUILD")
+  for f in "$ROOT"/lib/*.cpp; do
+    [[ -e $f ]] || continue
+    [[ " ${files[*]} " == *" lib/$(basename "$f") "* ]] || skipped+=("lib/$(basename "$f")")
+  done
+  ((${#skipped[@]} == 0)) || echo "not built in this configuration, not checked: ${skipped[*]}"
+  ((${#files[@]})) || {
+    echo "no lib/*.cpp to check"
+    return 0
+  }
+  local log=$TMP/clang-tidy.log status=0
+  (cd "$ROOT" && printf '%s\0' "${files[@]}" |
+    xargs -0 -n 1 -P "$JOBS" clang-tidy-14 -p "$MAIN_BUILD" --quiet \
+      --extra-arg=-Wno-unknown-warning-option) >"$log" 2>&1 || status=$?
+  # Paths relative to the source tree, without clang-tidy's "N warnings generated." chatter.
+  python3 -c 'import os, re, sys
+root, build = sys.argv[1], sys.argv[2]
+where = re.compile(r"^(\S+?):(\d+):(\d+): (warning|error|note): ")
+for line in sys.stdin:
+    if re.match(r"^\d+ warnings? (and \d+ errors? )?generated\.$", line):
+        continue
+    m = where.match(line)
+    if m:
+        path = os.path.normpath(os.path.join(build, m.group(1)))
+        line = os.path.relpath(path, root) + line[len(m.group(1)):]
+    sys.stdout.write(line)' "$ROOT" "$MAIN_BUILD" <"$log" >"$log.pretty"
+  cat "$log.pretty"
+  if ((status != 0)) || grep -q -E ': (warning|error): ' "$log.pretty"; then
+    # A header's finding is reported once per file that includes it: count each once.
+    fail "clang-tidy: $(grep -E ': (warning|error): ' "$log.pretty" | sort -u | wc -l) finding(s)"
+  fi
+  echo "${#files[@]} files clean"
+}
+
+step_docs() {
+  header "docs: Doxygen API reference of include/kvelect"
+  if ! command -v doxygen >/dev/null 2>&1; then
+    echo "doxygen is not installed: skipped"
+    return 0
+  fi
+  main_build_setup
+  local warnings=$MAIN_BUILD/docs/doxygen-warnings.log
+  ninja -C "$MAIN_BUILD" docs >"$TMP/docs.log" 2>&1 || {
+    cat "$TMP/docs.log" >&2
+    fail "ninja docs"
+  }
+  [[ -f $MAIN_BUILD/docs/api/html/index.html ]] || fail "doxygen wrote no html/index.html"
+  if [[ -s $warnings ]]; then
+    sed "s|$ROOT/||" "$warnings"
+    fail "doxygen: $(grep -c 'warning:' "$warnings") warning(s)"
+  fi
+  echo "API reference: $MAIN_BUILD/docs/api/html/index.html (no warnings)"
+}
+
+steps=("$@")
+((${#steps[@]})) || steps=("${ALL_STEPS[@]}")
+for s in "${steps[@]}"; do
+  case $s in
+  subproject | install | format | tidy | docs) ;;
+  *) fail "unknown step '$s' (steps: ${ALL_STEPS[*]})" ;;
+  esac
+done
+# Every step runs, in a subshell of its own (a failing step stops at its first failure), and the
+# summary names the steps that failed.
+failed=()
+for s in "${steps[@]}"; do
+  set +e
+  (
+    set -e
+    "step_$s"
+  )
+  status=$?
+  set -e
+  ((status == 0)) || failed+=("$s")
+done
+if ((${#failed[@]})); then
+  header "FAILED: ${failed[*]} (of: ${steps[*]})"
+  exit 1
+fi
+header "all passed: ${steps[*]}"
