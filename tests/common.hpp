@@ -11,11 +11,11 @@
 
 #include <gtest/gtest.h>
 
+#include <dirent.h>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <chrono>
-#include <dirent.h>
 #include <functional>
 #include <memory>
 #include <mutex>

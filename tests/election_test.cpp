@@ -249,8 +249,7 @@ TEST_F(ElectionTest, ThrowingCallbacksAreReportedAndTheLoopGoesOn) {
   std::mutex mu;
   std::vector<std::string> debug_lines;
   auto e = member("solo", {OnWon([]() { throw std::runtime_error("boom in OnWon"); }),
-                           OnCampaign([](State) { throw 42; }),
-                           OnError([&](const Error& error) {
+                           OnCampaign([](State) { throw 42; }), OnError([&](const Error& error) {
                              if (error.code() == Errc::callback_failed)
                                ++errors;
                            }),
@@ -347,18 +346,25 @@ TEST_F(ElectionTest, BadInputThrowsNamedErrors) {
     }
   };
   kvStore* kv = bucket_->get();
-  expect_code(Errc::invalid_name, [&] { Election("", "job", kv); }, "name is empty");
-  expect_code(Errc::invalid_name, [&] { Election("kvelect:released", "job", kv); }, "reserved");
-  expect_code(Errc::invalid_key, [&] { Election("n", "", kv); }, "key is empty");
+  expect_code(
+      Errc::invalid_name, [&] { Election("", "job", kv); }, "name is empty");
+  expect_code(
+      Errc::invalid_name, [&] { Election("kvelect:released", "job", kv); }, "reserved");
+  expect_code(
+      Errc::invalid_key, [&] { Election("n", "", kv); }, "key is empty");
   for (const char* key : {".job", "job.", "a..b", "a b", "a*b", "a>b", "é"})
-    expect_code(Errc::invalid_key, [&] { Election("n", key, kv); }, "not a valid KV key");
-  expect_code(Errc::null_bucket, [&] { Election("n", "job", nullptr); }, "null");
+    expect_code(
+        Errc::invalid_key, [&] { Election("n", key, kv); }, "not a valid KV key");
+  expect_code(
+      Errc::null_bucket, [&] { Election("n", "job", nullptr); }, "null");
 
   // TTL limits (Choria's 5 s .. 1 h), unless SkipValidation.
   auto short_bucket = make_bucket(*connection_, 2s);
-  expect_code(Errc::ttl_too_short, [&] { Election("n", "job", short_bucket.get()); }, "minimum");
+  expect_code(
+      Errc::ttl_too_short, [&] { Election("n", "job", short_bucket.get()); }, "minimum");
   auto long_bucket = make_bucket(*connection_, 2h);
-  expect_code(Errc::ttl_too_long, [&] { Election("n", "job", long_bucket.get()); }, "maximum");
+  expect_code(
+      Errc::ttl_too_long, [&] { Election("n", "job", long_bucket.get()); }, "maximum");
   EXPECT_NO_THROW(Election("n", "job", short_bucket.get(), SkipValidation()));
 
   // A bucket without TTL.
@@ -369,19 +375,25 @@ TEST_F(ElectionTest, BadInputThrowsNamedErrors) {
   cfg.StorageType = js_MemoryStorage;
   kvStore* plain = nullptr;
   ASSERT_EQ(js_CreateKeyValue(&plain, connection_->jetstream(), &cfg), NATS_OK);
-  expect_code(Errc::bucket_without_ttl, [&] { Election("n", "job", plain); }, "no TTL");
+  expect_code(
+      Errc::bucket_without_ttl, [&] { Election("n", "job", plain); }, "no TTL");
   kvStore_Destroy(plain);
 
   // Options out of range.
-  expect_code(Errc::invalid_option, [&] { (void)WithStartupSplay(-1ms); }, "negative");
-  expect_code(Errc::invalid_option, [&] { (void)WithBackoff(nullptr); }, "null");
-  expect_code(Errc::invalid_option, [&] { (void)WithTermLimit(0ms); }, "positive");
-  expect_code(Errc::invalid_option, [&] { (void)backoff::stepped({}); }, "at least one");
+  expect_code(
+      Errc::invalid_option, [&] { (void)WithStartupSplay(-1ms); }, "negative");
+  expect_code(
+      Errc::invalid_option, [&] { (void)WithBackoff(nullptr); }, "null");
+  expect_code(
+      Errc::invalid_option, [&] { (void)WithTermLimit(0ms); }, "positive");
+  expect_code(
+      Errc::invalid_option, [&] { (void)backoff::stepped({}); }, "at least one");
 
   // start() twice.
   Election e("n", "job", kv, SkipValidation());
   e.start();
-  expect_code(Errc::already_running, [&] { e.start(); }, "already running");
+  expect_code(
+      Errc::already_running, [&] { e.start(); }, "already running");
   e.stop();
 }
 

@@ -44,9 +44,8 @@ protected:
     bucket_ = std::make_unique<Bucket>(make_bucket(*connection_, 1s));
   }
   std::unique_ptr<Election> member(const std::string& name, std::vector<Option> extra = {}) {
-    return std::make_unique<Election>(
-        name, "job", bucket_->get(),
-        concat({SkipValidation(), WithStartupSplay(0ms)}, extra));
+    return std::make_unique<Election>(name, "job", bucket_->get(),
+                                      concat({SkipValidation(), WithStartupSplay(0ms)}, extra));
   }
   static Election* leader_of(const std::vector<std::unique_ptr<Election>>& members) {
     for (const auto& m : members)
@@ -77,21 +76,25 @@ TEST_F(FeaturesTest, OnNewLeaderFiresOncePerChangeAndObserversAgree) {
     ASSERT_TRUE(eventually([&] { return observer.leader() == leader->name(); }, 5s));
     EXPECT_EQ(observer.read_leader(), leader->name());
     ASSERT_TRUE(leader->resign());
-    ASSERT_TRUE(eventually([&] {
-      auto* next = leader_of(members);
-      return next != nullptr && next != leader;
-    }, 5s));
+    ASSERT_TRUE(eventually(
+        [&] {
+          auto* next = leader_of(members);
+          return next != nullptr && next != leader;
+        },
+        5s));
   }
   Election* last = nullptr;
   ASSERT_TRUE(eventually([&] { return (last = leader_of(members)) != nullptr; }, 5s));
   winners.push_back(last->name());
   ASSERT_TRUE(eventually([&] { return observer.leader() == last->name(); }, 5s));
-  ASSERT_TRUE(eventually([&] {
-    for (auto& r : seen)
-      if (r.named().empty() || r.named().back() != last->name())
-        return false;
-    return true;
-  }, 5s));
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (auto& r : seen)
+          if (r.named().empty() || r.named().back() != last->name())
+            return false;
+        return true;
+      },
+      5s));
 
   auto check = [&](const Sequence& sequence, const std::string& who) {
     ASSERT_FALSE(sequence.empty()) << who;
@@ -177,7 +180,8 @@ TEST_F(FeaturesTest, TermLimitHandsOverAndTheOldLeaderCanWinAgain) {
   std::vector<std::string> leaders;
   const auto until = std::chrono::steady_clock::now() + 8s;
   while (std::chrono::steady_clock::now() < until && leaders.size() < 4) {
-    if (auto* l = leader_of(members); l != nullptr && (leaders.empty() || leaders.back() != l->name()))
+    if (auto* l = leader_of(members);
+        l != nullptr && (leaders.empty() || leaders.back() != l->name()))
       leaders.push_back(l->name());
     std::this_thread::sleep_for(5ms);
   }

@@ -58,23 +58,28 @@ int main(int argc, char** argv) {
     auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
     if (arg == "--server") {
       const char* v = value();
-      if (v == nullptr) return usage("--server needs a value");
+      if (v == nullptr)
+        return usage("--server needs a value");
       server = v;
     } else if (arg == "--bucket") {
       const char* v = value();
-      if (v == nullptr) return usage("--bucket needs a value");
+      if (v == nullptr)
+        return usage("--bucket needs a value");
       bucket_name = v;
     } else if (arg == "--key") {
       const char* v = value();
-      if (v == nullptr) return usage("--key needs a value");
+      if (v == nullptr)
+        return usage("--key needs a value");
       key = v;
     } else if (arg == "--name") {
       const char* v = value();
-      if (v == nullptr) return usage("--name needs a value");
+      if (v == nullptr)
+        return usage("--name needs a value");
       member_name = v;
     } else if (arg == "--splay") {
       const char* v = value();
-      if (v == nullptr) return usage("--splay needs a value");
+      if (v == nullptr)
+        return usage("--splay needs a value");
       splay_ms = std::strtol(v, nullptr, 10);
     } else if (arg == "--skip-validation") {
       skip_validation = true;
@@ -109,9 +114,8 @@ int main(int argc, char** argv) {
         kvelect::OnNewLeader([](std::optional<std::string_view> leader) {
           emit("leader " + std::string(leader.value_or("-")));
         }),
-        kvelect::OnError([](const kvelect::Error& error) {
-          emit(std::string("error ") + error.what());
-        }),
+        kvelect::OnError(
+            [](const kvelect::Error& error) { emit(std::string("error ") + error.what()); }),
         kvelect::WithStartupSplay(std::chrono::milliseconds(splay_ms)),
         kvelect::WithReleaseOnStop(!keep_key)};
     if (skip_validation)

@@ -1,0 +1,475 @@
+// SPDX-License-Identifier: Apache-2.0
+// The kvelect binary against a real nats-server: every command, as a child process, the way an
+// operator runs it. Buckets have a 1 s TTL (the election commands take --skip-validation) so
+// that takeovers and expiries happen quickly.
+#include "cli_harness.hpp"
+
+#include "nats_server.hpp"
+
+#include <kvelect/nats.hpp>
+
+#include <nats/nats.h>
+
+#include <gtest/gtest.h>
+
+#include <dirent.h>
+#include <atomic>
+#include <csignal>
+#include <memory>
+#include <regex>
+#include <set>
+
+namespace kvelect::clitest {
+namespace {
+
+using kvelect::testing::NatsServer;
+
+// A shell command that records what happens to it in the file named by its first argument:
+// "start MEMBER TOKEN", then "usr1", "usr2", "term" (exit 3) or "int" (exit 4).
+constexpr const char* kChildScript = R"(#!/bin/sh
+out="$1"
+echo $$ > "$out.pid"
+trap 'echo usr1 >> "$out"' USR1
+trap 'echo usr2 >> "$out"' USR2
+trap 'echo term >> "$out"; exit 3' TERM
+trap 'echo int >> "$out"; exit 4' INT
+echo "start $KVELECT_MEMBER $KVELECT_TOKEN" >> "$out"
+while :; do sleep 0.05; done
+)";
+
+// ---- usage: no server needed ----------------------------------------------------------------
+
+class CliUsage : public ::testing::Test {
+protected:
+  void SetUp() override { ASSERT_FALSE(kvelect_bin().empty()) << "KVELECT_BIN is not set"; }
+  TempDir dir_;
+};
+
+TEST_F(CliUsage, UnknownFlagExitsTwoNamingIt) {
+  const Result r = run_kvelect({"info", "--no-such-flag"}, dir_.path());
+  EXPECT_EQ(r.code, 2) << r.output();
+  EXPECT_TRUE(contains(r.err, "--no-such-flag")) << r.output();
+}
+
+TEST_F(CliUsage, BadDurationExitsTwoNamingTheValue) {
+  Result r = run_kvelect({"run", "--grace", "5parsecs", "e", "--", "true"}, dir_.path());
+  EXPECT_EQ(r.code, 2) << r.output();
+  EXPECT_TRUE(contains(r.err, "'5parsecs'")) << r.output();
+  EXPECT_TRUE(contains(r.err, "--grace")) << r.output();
+  r = run_kvelect({"bucket", "add", "B", "--ttl", "-1s"}, dir_.path());
+  EXPECT_EQ(r.code, 2) << r.output();
+  EXPECT_TRUE(contains(r.err, "'-1s'")) << r.output();
+}
+
+TEST_F(CliUsage, MissingElectionExitsTwo) {
+  for (const char* command : {"run", "file", "campaign", "evict"}) {
+    const Result r = run_kvelect({command}, dir_.path());
+    EXPECT_EQ(r.code, 2) << command << "\n" << r.output();
+    EXPECT_TRUE(contains(r.err, "ELECTION is required")) << command << "\n" << r.output();
+  }
+  const Result r = run_kvelect({}, dir_.path());
+  EXPECT_EQ(r.code, 2) << r.output();
+  EXPECT_TRUE(contains(r.err, "subcommand is required")) << r.output();
+}
+
+TEST_F(CliUsage, InvalidNamesAndRegexExitTwo) {
+  Result r = run_kvelect({"campaign", "bad..name"}, dir_.path());
+  EXPECT_EQ(r.code, 2) << r.output();
+  EXPECT_TRUE(contains(r.err, "'bad..name'")) << r.output();
+  r = run_kvelect({"info", "(unclosed"}, dir_.path());
+  EXPECT_EQ(r.code, 2) << r.output();
+  EXPECT_TRUE(contains(r.err, "'(unclosed'")) << r.output();
+  r = run_kvelect({"campaign", "--name", "kvelect:x", "e", "--server", "nats://127.0.0.1:1"},
+                  dir_.path());
+  EXPECT_EQ(r.code, 2) << r.output();
+  EXPECT_TRUE(contains(r.err, "reserved prefix")) << r.output();
+}
+
+TEST_F(CliUsage, EvictWithoutATerminalNeedsForce) {
+  // stdin is /dev/null: no terminal to confirm on, and no server is contacted.
+  const Result r = run_kvelect({"evict", "e", "--server", "nats://127.0.0.1:1"}, dir_.path());
+  EXPECT_EQ(r.code, 2) << r.output();
+  EXPECT_TRUE(contains(r.err, "--force")) << r.output();
+}
+
+TEST_F(CliUsage, HelpIsManPageStyle) {
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"--help"},
+                                               {"run", "--help"},
+                                               {"bucket", "add", "--help"},
+                                               {"watch", "--help"}}) {
+    const Result r = run_kvelect(args, dir_.path());
+    EXPECT_EQ(r.code, 0) << r.output();
+    for (const char* section : {"NAME", "SYNOPSIS", "DESCRIPTION", "EXIT STATUS"})
+      EXPECT_TRUE(contains(r.out, section)) << section << "\n" << r.output();
+  }
+}
+
+// ---- against a server ------------------------------------------------------------------------
+
+class Cli : public ::testing::Test {
+protected:
+  static void SetUpTestSuite() {
+    if (kvelect::testing::nats_server_available())
+      server_ = std::make_unique<NatsServer>();
+  }
+  static void TearDownTestSuite() { server_.reset(); }
+
+  void SetUp() override {
+    KVELECT_REQUIRE_NATS_SERVER();
+    ASSERT_FALSE(kvelect_bin().empty()) << "KVELECT_BIN is not set";
+    ASSERT_TRUE(server_);
+    static std::atomic<int> counter{0};
+    bucket_ = "CLI_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+    script_ = dir_.file("child.sh");
+    write_file(script_, kChildScript);
+  }
+
+  void TearDown() override {
+    processes_.clear(); // SIGKILL to each kvelect's process group
+    // Backstop: commands started by `run` are in process groups of their own.
+    if (DIR* d = ::opendir(dir_.path().c_str())) {
+      while (dirent* entry = ::readdir(d)) {
+        const std::string name = entry->d_name;
+        if (name.size() > 4 && name.substr(name.size() - 4) == ".pid") {
+          const std::string text = read_file(dir_.file(name));
+          if (const int pid = std::atoi(text.c_str()); pid > 1) {
+            ::kill(-pid, SIGKILL);
+            ::kill(pid, SIGKILL);
+          }
+        }
+      }
+      ::closedir(d);
+    }
+  }
+
+  // `words` (the command, e.g. {"campaign"}) then the connection flags, then `rest`.
+  std::vector<std::string> cmd(std::vector<std::string> words,
+                               const std::vector<std::string>& rest) const {
+    words.insert(words.end(), {"--server", server_->url(), "--bucket", bucket_});
+    words.insert(words.end(), rest.begin(), rest.end());
+    return words;
+  }
+  Result kvelect(std::vector<std::string> words, const std::vector<std::string>& rest) {
+    return run_kvelect(cmd(std::move(words), rest), dir_.path());
+  }
+  Kvelect& start(const std::string& label, std::vector<std::string> words,
+                 const std::vector<std::string>& rest) {
+    processes_.push_back(
+        std::make_unique<Kvelect>(cmd(std::move(words), rest), dir_.path(), label));
+    return *processes_.back();
+  }
+  void make_bucket(const std::string& ttl = "1s") {
+    const Result r = kvelect({"bucket", "add"}, {"--ttl", ttl, "--storage", "memory"});
+    ASSERT_EQ(r.code, 0) << r.output();
+    ASSERT_TRUE(contains(r.out, "bucket '" + bucket_ + "' ready")) << r.output();
+  }
+  // Evicts the leader of `election` until `changed` holds (a leader can win its key straight
+  // back if a renewal of its was in flight, see docs/cli.md); true once it does.
+  bool evict_until(const std::string& election, const std::function<bool()>& changed) {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      const Result r = kvelect({"evict"}, {"--force", election});
+      EXPECT_EQ(r.code, 0) << r.output();
+      EXPECT_TRUE(contains(r.out, "evicted '")) << r.output();
+      if (eventually(changed, 10s))
+        return true;
+    }
+    return false;
+  }
+
+  static inline std::unique_ptr<NatsServer> server_;
+  TempDir dir_;
+  std::string bucket_;
+  std::string script_;
+  std::vector<std::unique_ptr<Kvelect>> processes_;
+};
+
+// Flags of every campaigning command in these tests: the 1 s TTL, no start-up delay.
+const std::vector<std::string> kFast = {"--skip-validation", "--splay", "0"};
+
+std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+TEST_F(Cli, BucketAddAndInfoWarnAboutAShortTtl) {
+  make_bucket("1s");
+  const Result r = kvelect({"info"}, {});
+  ASSERT_EQ(r.code, 0) << r.output();
+  EXPECT_TRUE(contains(r.out, "Storage   memory")) << r.output();
+  EXPECT_TRUE(contains(r.out, "TTL       1s")) << r.output();
+  EXPECT_TRUE(contains(r.out, "History   1")) << r.output();
+  EXPECT_TRUE(contains(r.out, "WARNING: TTL 1s is below 5s")) << r.output();
+  EXPECT_TRUE(contains(r.out, "no elections")) << r.output();
+}
+
+TEST_F(Cli, InfoWarnsAboutHistoryAndShowsLeaders) {
+  // A bucket not made by kvelect: history 3.
+  kvelect::ConnectOptions options;
+  options.servers = {server_->url()};
+  const auto connection = kvelect::Connection::connect(options);
+  kvConfig config;
+  kvConfig_Init(&config);
+  config.Bucket = bucket_.c_str();
+  config.History = 3;
+  config.TTL = std::chrono::nanoseconds(10s).count();
+  config.StorageType = js_MemoryStorage;
+  kvStore* kv = nullptr;
+  ASSERT_EQ(js_CreateKeyValue(&kv, connection.jetstream(), &config), NATS_OK);
+  std::uint64_t revision = 0;
+  EXPECT_EQ(kvStore_PutString(&revision, kv, "jobs.sched", "bob"), NATS_OK);
+  EXPECT_EQ(kvStore_PutString(&revision, kv, "backup", "kvelect:released"), NATS_OK);
+  kvStore_Destroy(kv);
+
+  Result r = kvelect({"info"}, {});
+  ASSERT_EQ(r.code, 0) << r.output();
+  EXPECT_TRUE(contains(r.out, "WARNING: history is 3")) << r.output();
+  EXPECT_FALSE(contains(r.out, "WARNING: TTL")) << r.output();
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(\njobs\.sched +bob +\d+ )"))) << r.output();
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(\nbackup +- +\d+ )"))) << r.output();
+
+  r = kvelect({"info"}, {"^jobs\\."});
+  ASSERT_EQ(r.code, 0) << r.output();
+  EXPECT_TRUE(contains(r.out, "jobs.sched")) << r.output();
+  EXPECT_FALSE(contains(r.out, "backup")) << r.output();
+  r = kvelect({"info"}, {"^nothing$"});
+  EXPECT_TRUE(contains(r.out, "no elections match '^nothing$'")) << r.output();
+}
+
+TEST_F(Cli, UnknownBucketAndMissingServerExitOneNamingThem) {
+  Result r = kvelect({"info"}, {});
+  EXPECT_EQ(r.code, 1) << r.output();
+  EXPECT_TRUE(contains(r.err, "bucket '" + bucket_ + "' does not exist")) << r.output();
+  r = kvelect({"campaign"}, kFast + std::vector<std::string>{"e"});
+  EXPECT_EQ(r.code, 1) << r.output();
+  EXPECT_TRUE(contains(r.err, "bucket '" + bucket_ + "' does not exist")) << r.output();
+
+  // A port with no server behind it: bind one, then close it.
+  const int port = kvelect::testing::free_loopback_port();
+  const std::string url = "nats://127.0.0.1:" + std::to_string(port);
+  r = run_kvelect({"info", "--server", url, "--timeout", "500ms"}, dir_.path());
+  EXPECT_EQ(r.code, 1) << r.output();
+  EXPECT_TRUE(contains(r.err, "no NATS server at " + url)) << r.output();
+}
+
+TEST_F(Cli, CampaignJsonEmitsParseableLines) {
+  make_bucket();
+  Kvelect& alice = start("alice", {"campaign"},
+                         kFast + std::vector<std::string>{"--json", "--name", "alice", "sched"});
+  ASSERT_TRUE(eventually([&] { return contains(alice.out(), R"("event": "won")"); }))
+      << alice.output();
+
+  // While it leads, info names it.
+  const Result info = kvelect({"info"}, {"sched"});
+  EXPECT_TRUE(std::regex_search(info.out, std::regex(R"(\nsched +alice +\d+ )"))) << info.output();
+
+  alice.signal(SIGTERM);
+  ASSERT_EQ(alice.wait(20s), 0) << alice.output();
+  const std::set<std::string> events = {"campaign", "won", "lost", "leader", "error"};
+  const std::set<std::string> states = {"unknown", "candidate", "leader"};
+  const std::regex time(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)");
+  std::vector<std::string> seen;
+  const auto lines = lines_of(alice.out());
+  ASSERT_FALSE(lines.empty());
+  for (const auto& line : lines) {
+    ASSERT_TRUE(line.size() > 2 && line.front() == '{' && line.back() == '}') << line;
+    const auto t = json_field(line, "time");
+    ASSERT_TRUE(t && std::regex_match(*t, time)) << line;
+    EXPECT_EQ(json_field(line, "election"), "sched") << line;
+    EXPECT_EQ(json_field(line, "member"), "alice") << line;
+    const auto event = json_field(line, "event");
+    ASSERT_TRUE(event && events.count(*event)) << line;
+    const auto state = json_field(line, "state");
+    EXPECT_TRUE(state && states.count(*state)) << line;
+    if (*event == "won") {
+      const auto token = json_field(line, "token");
+      ASSERT_TRUE(token) << line;
+      EXPECT_TRUE(std::regex_match(*token, std::regex(R"(\d+)"))) << line;
+      EXPECT_EQ(state, "leader") << line;
+    }
+    if (*event == "leader") {
+      EXPECT_TRUE(json_field(line, "leader")) << line;
+    }
+    if (*event == "error") {
+      EXPECT_TRUE(json_field(line, "error")) << line;
+    }
+    seen.push_back(*event);
+  }
+  EXPECT_NE(std::find(seen.begin(), seen.end(), "campaign"), seen.end());
+  EXPECT_NE(std::find(seen.begin(), seen.end(), "leader"), seen.end());
+  EXPECT_EQ(seen.back(), "lost") << alice.output(); // stop() released leadership
+  // Released: nobody leads now.
+  EXPECT_EQ(kvelect({"info"}, {"sched"}).out.find("alice"), std::string::npos);
+}
+
+TEST_F(Cli, WatchPrintsWinsAndExpiries) {
+  make_bucket();
+  Kvelect& watch = start("watch", {"watch"}, {"--election", "sched"});
+  ASSERT_TRUE(eventually([&] { return contains(watch.out(), "# watching"); })) << watch.output();
+  Kvelect& alice =
+      start("alice", {"campaign"}, kFast + std::vector<std::string>{"--name", "alice", "sched"});
+  ASSERT_TRUE(eventually([&] {
+    return contains(watch.out(), "won      sched: new leader 'alice'");
+  })) << watch.output();
+  ASSERT_TRUE(eventually([&] { return contains(watch.out(), "renewed  sched: 'alice'"); }))
+      << watch.output();
+  // A leader that dies without releasing: its value expires after the TTL.
+  alice.kill();
+  ASSERT_TRUE(eventually([&] { return contains(watch.out(), "expired  sched: 'alice'"); }))
+      << watch.output();
+  for (const auto& line : lines_of(watch.out()))
+    if (line.front() != '#') {
+      EXPECT_TRUE(
+          std::regex_search(line, std::regex(R"(^\d{4}-\d\d-\d\dT[\d:.]+Z [a-z]+ +sched: )")))
+          << line;
+    }
+  watch.signal(SIGINT);
+  EXPECT_EQ(watch.wait(20s), 0) << watch.output();
+}
+
+TEST_F(Cli, EvictChangesTheLeader) {
+  make_bucket();
+  Result r = kvelect({"evict"}, {"--force", "sched"});
+  EXPECT_EQ(r.code, 0) << r.output();
+  EXPECT_TRUE(contains(r.out, "no leader")) << r.output();
+
+  Kvelect& a =
+      start("a", {"campaign"}, kFast + std::vector<std::string>{"--json", "--name", "a", "sched"});
+  ASSERT_TRUE(eventually([&] { return contains(a.out(), R"("event": "won")"); })) << a.output();
+  Kvelect& b =
+      start("b", {"campaign"}, kFast + std::vector<std::string>{"--json", "--name", "b", "sched"});
+  ASSERT_TRUE(eventually([&] { return contains(b.out(), R"("leader": "a")"); })) << b.output();
+
+  ASSERT_TRUE(evict_until("sched", [&] { return contains(b.out(), R"("event": "won")"); }))
+      << a.output() << b.output();
+  EXPECT_TRUE(contains(a.out(), R"("event": "lost")")) << a.output();
+  const Result info = kvelect({"info"}, {"sched"});
+  EXPECT_TRUE(std::regex_search(info.out, std::regex(R"(\nsched +b +\d+ )"))) << info.output();
+}
+
+TEST_F(Cli, FileExistsOnlyWhileLeader) {
+  make_bucket();
+  const std::string path1 = dir_.file("leader1.json");
+  const std::string path2 = dir_.file("leader2.json");
+  Kvelect& f1 =
+      start("f1", {"file"}, kFast + std::vector<std::string>{"--name", "f1", "job", path1});
+  ASSERT_TRUE(eventually([&] { return file_exists(path1); })) << f1.output();
+  const std::string json = read_file(path1);
+  EXPECT_EQ(json_field(json, "leader"), "f1") << json;
+  EXPECT_EQ(json_field(json, "count"), "1") << json;
+  EXPECT_TRUE(std::regex_match(json_field(json, "token").value_or(""), std::regex(R"(\d+)")))
+      << json;
+  EXPECT_TRUE(std::regex_match(json_field(json, "since").value_or(""),
+                               std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)")))
+      << json;
+
+  // Kept present: a removed file comes back.
+  ASSERT_EQ(::unlink(path1.c_str()), 0);
+  ASSERT_TRUE(eventually([&] { return file_exists(path1); }, 10s)) << f1.output();
+
+  Kvelect& f2 =
+      start("f2", {"file"}, kFast + std::vector<std::string>{"--name", "f2", "job", path2});
+  ASSERT_TRUE(eventually([&] { return contains(f2.err(), "campaigning for 'job'"); }))
+      << f2.output();
+  ASSERT_TRUE(evict_until("job", [&] { return file_exists(path2); })) << f1.output() << f2.output();
+  EXPECT_TRUE(eventually([&] { return !file_exists(path1); })) << f1.output();
+
+  // Leaving removes the file; the other member takes over.
+  f2.signal(SIGTERM);
+  EXPECT_EQ(f2.wait(20s), 0) << f2.output();
+  EXPECT_FALSE(file_exists(path2));
+  ASSERT_TRUE(eventually([&] { return file_exists(path1); })) << f1.output();
+  EXPECT_TRUE(contains(read_file(path1), R"("count": 2)")) << read_file(path1);
+  f1.signal(SIGINT);
+  EXPECT_EQ(f1.wait(20s), 0) << f1.output();
+  EXPECT_FALSE(file_exists(path1));
+}
+
+TEST_F(Cli, RunStartsTheCommandOnlyOnTheLeaderAndSignalsItOnLoss) {
+  make_bucket();
+  const std::string m1 = dir_.file("m1");
+  const std::string m2 = dir_.file("m2");
+  const std::string hooks = dir_.file("hooks");
+  Kvelect& n1 =
+      start("n1", {"run"},
+            kFast + std::vector<std::string>{"--name", "n1", "--on-won",
+                                             "echo won $KVELECT_MEMBER $KVELECT_TOKEN >> " + hooks,
+                                             "--on-lost", "echo lost $KVELECT_MEMBER >> " + hooks,
+                                             "sched", "--", "/bin/sh", script_, m1});
+  ASSERT_TRUE(eventually([&] { return contains(read_file(m1), "start n1 "); })) << n1.output();
+  ASSERT_TRUE(eventually([&] { return contains(read_file(hooks), "won n1 "); })) << n1.output();
+
+  Kvelect& n2 = start(
+      "n2", {"run"},
+      kFast + std::vector<std::string>{"--name", "n2", "sched", "--", "/bin/sh", script_, m2});
+  ASSERT_TRUE(eventually([&] { return contains(n2.err(), "leader of 'sched': 'n1'"); }))
+      << n2.output();
+  std::this_thread::sleep_for(1500ms); // 1.5 TTLs as a candidate: its command must not start
+  EXPECT_FALSE(file_exists(m2)) << n2.output();
+
+  // n1 loses leadership: its command gets SIGUSR2 (and keeps running), n2 starts its own.
+  ASSERT_TRUE(evict_until("sched", [&] { return contains(read_file(m2), "start n2 "); }))
+      << n1.output() << n2.output();
+  EXPECT_TRUE(eventually([&] { return contains(read_file(m1), "usr2"); })) << n1.output();
+  EXPECT_TRUE(eventually([&] { return contains(read_file(hooks), "lost n1"); })) << n1.output();
+  EXPECT_TRUE(n1.running()) << n1.output();
+
+  // SIGTERM is forwarded to the command (which exits 3): kvelect exits with its code.
+  n2.signal(SIGTERM);
+  EXPECT_EQ(n2.wait(20s), 3) << n2.output();
+  EXPECT_TRUE(contains(read_file(m2), "term")) << read_file(m2);
+  // n1 wins again: its running command gets SIGUSR1.
+  EXPECT_TRUE(eventually([&] { return contains(read_file(m1), "usr1"); })) << n1.output();
+  n1.signal(SIGINT);
+  EXPECT_EQ(n1.wait(20s), 4) << n1.output();
+  EXPECT_TRUE(contains(read_file(m1), "int")) << read_file(m1);
+}
+
+TEST_F(Cli, RunHandsOverWhenTheLeaderIsStopped) {
+  make_bucket();
+  const std::string m1 = dir_.file("m1");
+  const std::string m2 = dir_.file("m2");
+  const std::vector<std::string> flags = {"--terminate", "--grace", "1s"};
+  Kvelect& n1 =
+      start("n1", {"run"},
+            kFast + flags +
+                std::vector<std::string>{"--name", "n1", "sched", "--", "/bin/sh", script_, m1});
+  ASSERT_TRUE(eventually([&] { return contains(read_file(m1), "start n1 "); })) << n1.output();
+  Kvelect& n2 =
+      start("n2", {"run"},
+            kFast + flags +
+                std::vector<std::string>{"--name", "n2", "sched", "--", "/bin/sh", script_, m2});
+  ASSERT_TRUE(eventually([&] { return contains(n2.err(), "leader of 'sched': 'n1'"); }))
+      << n2.output();
+  EXPECT_FALSE(file_exists(m2));
+
+  const auto stopped = std::chrono::steady_clock::now();
+  n1.signal(SIGTERM);
+  EXPECT_EQ(n1.wait(20s), 3) << n1.output();
+  EXPECT_TRUE(contains(read_file(m1), "term")) << read_file(m1);
+  ASSERT_TRUE(eventually([&] { return contains(read_file(m2), "start n2 "); })) << n2.output();
+  // n1 released the key: no waiting out the TTL (generous bound for slow machines).
+  EXPECT_LT(std::chrono::steady_clock::now() - stopped, 10s);
+
+  n2.signal(SIGINT);
+  EXPECT_EQ(n2.wait(20s), 4) << n2.output();
+  EXPECT_TRUE(contains(read_file(m2), "int")) << read_file(m2);
+}
+
+TEST_F(Cli, RunExitsWithTheCommandsExitCode) {
+  make_bucket();
+  Result r = kvelect({"run"}, kFast + std::vector<std::string>{"--name", "n1", "sched", "--",
+                                                               "/bin/sh", "-c", "exit 7"});
+  EXPECT_EQ(r.code, 7) << r.output();
+  EXPECT_TRUE(contains(r.err, "exited with code 7")) << r.output();
+  // Released on the way out.
+  EXPECT_TRUE(eventually([&] {
+    return std::regex_search(kvelect({"info"}, {"sched"}).out, std::regex(R"(\nsched +- )"));
+  }));
+
+  r = kvelect({"run"}, kFast + std::vector<std::string>{"sched", "--", "kvelect-no-such-cmd"});
+  EXPECT_EQ(r.code, 127) << r.output();
+  EXPECT_TRUE(contains(r.err, "kvelect-no-such-cmd")) << r.output();
+}
+
+} // namespace
+} // namespace kvelect::clitest

@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "cli_common.hpp"
+
+#include <fmt/format.h>
+
+#include <unistd.h>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+
+namespace kvelect::cli {
+
+std::string host_name() {
+  char buffer[HOST_NAME_MAX + 1] = {};
+  if (::gethostname(buffer, sizeof buffer - 1) != 0 || buffer[0] == '\0')
+    return "kvelect";
+  return buffer;
+}
+
+std::string member_name(const CommonOptions& options) {
+  std::string name = options.name.empty() ? host_name() : options.name;
+  if (name.rfind("kvelect:", 0) == 0)
+    throw UsageError(fmt::format("--name '{}' uses the reserved prefix 'kvelect:'", name));
+  if (name.size() > 1024)
+    throw UsageError(fmt::format("--name is {} bytes long, the limit is 1024", name.size()));
+  return name;
+}
+
+std::string server_list(const CommonOptions& options) {
+  if (!options.servers.empty())
+    return fmt::format("{}", fmt::join(options.servers, ","));
+  const char* env = std::getenv("NATS_URL"); // NOLINT(concurrency-mt-unsafe): before threads
+  return env != nullptr && *env != '\0' ? std::string(env) : std::string(kDefaultServer);
+}
+
+Connection connect(const CommonOptions& options) {
+  ConnectOptions connect_options;
+  connect_options.servers = options.servers;
+  connect_options.credentials_file = options.creds;
+  connect_options.name = "kvelect-cli";
+  connect_options.timeout = options.timeout;
+  try {
+    return Connection::connect(connect_options);
+  } catch (const Error& error) {
+    if (error.code() == Errc::not_found)
+      throw Failure(fmt::format("no NATS server at {} ({})", server_list(options), error.what()));
+    throw;
+  }
+}
+
+Bucket open_bucket(const Connection& connection, const CommonOptions& options) {
+  try {
+    return Bucket::open(connection, options.bucket);
+  } catch (const Error& error) {
+    if (error.code() == Errc::not_found)
+      throw Failure(fmt::format("bucket '{}' does not exist (create it with: kvelect bucket add "
+                                "{} --ttl 30s)",
+                                options.bucket, options.bucket));
+    throw;
+  }
+}
+
+std::vector<Option> election_options(const ElectionFlags& flags) {
+  std::vector<Option> options;
+  if (flags.skip_validation)
+    options.push_back(SkipValidation());
+  options.push_back(WithStartupSplay(flags.splay));
+  if (flags.debug)
+    options.push_back(WithDebug([](std::string_view line) {
+      // One fwrite per line: stdio locks the stream, so lines do not interleave.
+      const std::string text = fmt::format("debug: {}\n", line);
+      std::fwrite(text.data(), 1, text.size(), stderr);
+    }));
+  return options;
+}
+
+std::string describe(const Error& error) {
+  if (error.code() == Errc::ttl_too_short || error.code() == Errc::ttl_too_long)
+    return fmt::format("{} (--skip-validation lifts the limit)", error.what());
+  return error.what();
+}
+
+bool emit_line(std::string_view line) {
+  std::fwrite(line.data(), 1, line.size(), stdout);
+  std::fputc('\n', stdout);
+  return std::fflush(stdout) == 0 && std::ferror(stdout) == 0;
+}
+
+} // namespace kvelect::cli

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: Apache-2.0
+// Shared plumbing of the kvelect commands: the common flags, connecting, opening the bucket,
+// election options, errors and exit codes, and output helpers.
+#pragma once
+
+#include <kvelect/election.hpp>
+#include <kvelect/nats.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kvelect::cli {
+
+/// Exit codes of every command.
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitFailure = 1, ///< runtime failure: no server, no bucket, a failed request, ...
+  kExitUsage = 2,   ///< bad usage: unknown flag, bad value, missing argument, refused action
+};
+
+/// A usage problem found after parsing (exit 2).
+class UsageError : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A runtime failure with a ready message (exit 1).
+class Failure : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+inline constexpr std::string_view kDefaultBucket = "KVELECT_ELECTIONS";
+inline constexpr std::string_view kDefaultServer = "nats://127.0.0.1:4222";
+
+/// The flags every command has.
+struct CommonOptions {
+  std::vector<std::string> servers; ///< empty: $NATS_URL, else nats://127.0.0.1:4222
+  std::string creds;
+  std::string bucket{kDefaultBucket};
+  std::string name; ///< empty: the host name
+  std::chrono::milliseconds timeout{2000};
+};
+
+/// Advanced flags of the commands that campaign (run, file, campaign).
+struct ElectionFlags {
+  bool skip_validation = false;
+  std::chrono::milliseconds splay{250};
+  bool debug = false;
+};
+
+/// The host name, or "kvelect" if it cannot be read.
+std::string host_name();
+/// The member name to use: --name, else the host name. UsageError for an unusable name.
+std::string member_name(const CommonOptions& options);
+
+/// Connects; Failure naming the URL(s) when no server answers.
+Connection connect(const CommonOptions& options);
+/// Opens the bucket; Failure "bucket 'X' does not exist" when it is missing.
+Bucket open_bucket(const Connection& connection, const CommonOptions& options);
+
+/// Options for kvelect::Election from the advanced flags (debug lines go to stderr).
+std::vector<Option> election_options(const ElectionFlags& flags);
+
+/// A message for a kvelect::Error, with a hint where one helps (e.g. --skip-validation).
+std::string describe(const Error& error);
+
+/// Writes `line` and a newline to stdout and flushes. Returns false if stdout is gone (EPIPE).
+bool emit_line(std::string_view line);
+
+/// The --server list for messages: "nats://a:4222,nats://b:4222".
+std::string server_list(const CommonOptions& options);
+
+} // namespace kvelect::cli

@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+// The kvelect commands: option structs filled by the CLI11 parser in main.cpp, and one function
+// per command returning the process exit code. They throw UsageError (exit 2), Failure or
+// kvelect::Error (exit 1); main() turns those into messages.
+#pragma once
+
+#include "cli_common.hpp"
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace kvelect::cli {
+
+struct RunOptions {
+  CommonOptions common;
+  ElectionFlags flags;
+  std::string election;
+  std::vector<std::string> command;
+  bool terminate = false;
+  std::chrono::milliseconds grace{5000};
+  std::string on_won;
+  std::string on_lost;
+  std::chrono::milliseconds hook_timeout{10000};
+  bool quiet = false;
+};
+
+struct FileOptions {
+  CommonOptions common;
+  ElectionFlags flags;
+  std::string election;
+  std::string path;
+};
+
+struct InfoOptions {
+  CommonOptions common;
+  std::string pattern; ///< ECMAScript regex, searched in each election name; empty: all
+};
+
+struct WatchOptions {
+  CommonOptions common;
+  std::string election; ///< empty: every key of the bucket
+  bool json = false;
+};
+
+struct EvictOptions {
+  CommonOptions common;
+  std::string election;
+  bool force = false;
+};
+
+struct CampaignOptions {
+  CommonOptions common;
+  ElectionFlags flags;
+  std::string election;
+  bool json = false;
+};
+
+struct BucketAddOptions {
+  CommonOptions common;
+  std::string name; ///< empty: --bucket
+  std::chrono::milliseconds ttl{30000};
+  int replicas = 1;
+  std::string storage = "file";
+};
+
+int run_command(const RunOptions& options);
+int file_command(const FileOptions& options);
+int info_command(const InfoOptions& options);
+int watch_command(const WatchOptions& options);
+int evict_command(const EvictOptions& options);
+int campaign_command(const CampaignOptions& options);
+int bucket_add_command(const BucketAddOptions& options);
+
+} // namespace kvelect::cli

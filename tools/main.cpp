@@ -1,0 +1,461 @@
+// SPDX-License-Identifier: Apache-2.0
+// kvelect: the command-line tool of the kvelect library. Parsing (CLI11) and dispatch; the
+// commands live in cmd_*.cpp.
+#include "cli_common.hpp"
+#include "commands.hpp"
+#include "duration.hpp"
+#include "help_format.hpp"
+
+#include <kvelect/election.hpp>
+#include <kvelect/error.hpp>
+#include <kvelect/version.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <regex>
+
+namespace kvelect::cli {
+namespace {
+
+constexpr const char* kConnectionGroup = "CONNECTION OPTIONS";
+constexpr const char* kOptionsGroup = "OPTIONS";
+constexpr const char* kAdvancedGroup = "ADVANCED OPTIONS";
+
+const char* const kExitStatus = "0  success\n"
+                                "1  runtime failure: no server, no such bucket, a failed "
+                                "request\n"
+                                "2  bad usage: unknown flag, bad value, missing argument\n";
+
+CLI::Validator duration_validator() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        std::string error;
+        return parse_duration(value, &error) ? std::string() : error;
+      },
+      "", "duration");
+}
+
+CLI::Validator election_validator() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        if (valid_key(value))
+          return {};
+        return fmt::format("invalid election name '{}': use letters, digits and - / _ = . "
+                           "(no leading, trailing or doubled '.')",
+                           value);
+      },
+      "", "election");
+}
+
+CLI::Validator bucket_validator() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        const bool ok = !value.empty() && value.find_first_not_of(
+                                              "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                              "0123456789-_") == std::string::npos;
+        return ok ? std::string()
+                  : fmt::format("invalid bucket name '{}': use letters, digits, - and _", value);
+      },
+      "", "bucket");
+}
+
+CLI::Validator regex_validator() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        try {
+          std::regex check(value, std::regex::ECMAScript);
+          return {};
+        } catch (const std::regex_error& e) {
+          return fmt::format("invalid regular expression '{}': {}", value, e.what());
+        }
+      },
+      "", "regex");
+}
+
+CLI::Option* add_duration(CLI::App* app, const std::string& flags,
+                          std::chrono::milliseconds& target, const std::string& description) {
+  CLI::Option* option = app->add_option_function<std::string>(
+      flags,
+      [&target](const std::string& value) {
+        if (auto parsed = parse_duration(value))
+          target = *parsed;
+      },
+      description);
+  option->check(duration_validator())->type_name("DURATION")->default_str(format_duration(target));
+  return option;
+}
+
+void add_common(CLI::App* app, CommonOptions& c) {
+  app->add_option("-s,--server", c.servers,
+                  "NATS server URL; repeat the flag or separate URLs with commas "
+                  "(default: $NATS_URL, else nats://127.0.0.1:4222)")
+      ->delimiter(',')
+      ->type_name("URL")
+      ->envname("NATS_URL")
+      ->group(kConnectionGroup);
+  app->add_option("--creds", c.creds, "NATS credentials file (JWT and NKey seed)")
+      ->type_name("FILE")
+      ->envname("NATS_CREDS")
+      ->check(CLI::Validator(CLI::ExistingFile).description(""))
+      ->group(kConnectionGroup);
+  app->add_option("-b,--bucket", c.bucket,
+                  "the KV bucket holding the elections; CHORIA_LEADER_ELECTION shares "
+                  "elections with Choria's Go members")
+      ->type_name("BUCKET")
+      ->capture_default_str()
+      ->check(bucket_validator())
+      ->group(kConnectionGroup);
+  app->add_option("-n,--name", c.name,
+                  "this member's name, stored as the leader's value (default: the host name; "
+                  "give each member on one host its own)")
+      ->type_name("NAME")
+      ->group(kConnectionGroup);
+  add_duration(app, "--timeout", c.timeout, "timeout of the connection and of each request")
+      ->group(kAdvancedGroup);
+}
+
+void add_election_flags(CLI::App* app, ElectionFlags& f) {
+  app->add_flag("--skip-validation", f.skip_validation,
+                "accept a bucket TTL outside 5s..1h (e.g. 1s buckets in tests)")
+      ->group(kAdvancedGroup);
+  add_duration(app, "--splay", f.splay,
+               "upper bound of the random delay before the first "
+               "campaign (0 disables it)")
+      ->group(kAdvancedGroup);
+  app->add_flag("--debug", f.debug, "print the library's debug lines to stderr")
+      ->group(kAdvancedGroup);
+}
+
+CLI::Option* add_election(CLI::App* app, std::string& target) {
+  return app->add_option("ELECTION", target, "the election: a key in the bucket")
+      ->required()
+      ->type_name("")
+      ->check(election_validator());
+}
+
+// The innermost command the parser reached, for "see --help" hints.
+std::string command_path(const CLI::App& app) {
+  std::string path = app.get_name();
+  const CLI::App* current = &app;
+  for (;;) {
+    const auto selected = current->get_subcommands();
+    if (selected.empty())
+      return path;
+    current = selected.front();
+    path += " " + current->get_name();
+  }
+}
+
+void print_error(const std::string& message, const std::string& hint_command) {
+  std::fprintf(stderr, "kvelect: error: %s\n", message.c_str());
+  if (!hint_command.empty())
+    std::fprintf(stderr, "Run '%s --help' for usage.\n", hint_command.c_str());
+}
+
+int real_main(int argc, char** argv) {
+  CLI::App app("leader elections in a NATS JetStream Key-Value bucket", "kvelect");
+  auto formatter = std::make_shared<ManFormatter>();
+  formatter->column_width(34);
+  formatter->label("Positionals", "ARGUMENTS");
+  formatter->label("Subcommands", "COMMANDS");
+  app.formatter(formatter);
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string(KVELECT_VERSION));
+  app.get_help_ptr()->group(kOptionsGroup);
+  app.get_version_ptr()->group(kOptionsGroup);
+  app.footer(kExitStatus);
+  formatter->document(
+      &app,
+      {"kvelect COMMAND [OPTIONS] [ARGS...]\nkvelect COMMAND --help",
+       "Elects one leader among processes through a NATS JetStream Key-Value bucket, with the\n"
+       "protocol of Choria's Go election package: the leader's name is the value of the\n"
+       "election's key, renewed before the bucket's TTL expires it.\n"
+       "\n"
+       "Every command takes --server, --creds, --bucket and --name; durations are written\n"
+       "500ms, 30s, 5m or 1h (also sums such as 1m30s).\n",
+       "kvelect bucket add --ttl 30s\n"
+       "kvelect run scheduler -- /usr/local/bin/scheduler --serve\n"
+       "kvelect info\n"
+       "kvelect watch\n"});
+
+  std::function<int()> action;
+
+  // run ------------------------------------------------------------------------------------
+  RunOptions run_options;
+  CLI::App* run = app.add_subcommand("run", "campaign, and run a command while leader");
+  add_election(run, run_options.election);
+  run->add_option("COMMAND", run_options.command,
+                  "the command and its arguments, after '--'; started when leadership is won")
+      ->required()
+      ->type_name("");
+  run->add_flag("--terminate", run_options.terminate,
+                "on losing leadership stop the command (SIGINT, then SIGTERM after the grace "
+                "period, then SIGKILL after another), and start it again on the next win")
+      ->group(kOptionsGroup);
+  add_duration(run, "--grace", run_options.grace,
+               "how long the command gets after each termination signal")
+      ->group(kOptionsGroup);
+  run->add_option("--on-won", run_options.on_won,
+                  "shell command run (/bin/sh -c) each time leadership is won")
+      ->type_name("CMD")
+      ->group(kOptionsGroup);
+  run->add_option("--on-lost", run_options.on_lost,
+                  "shell command run (/bin/sh -c) each time leadership is lost")
+      ->type_name("CMD")
+      ->group(kOptionsGroup);
+  add_duration(run, "--hook-timeout", run_options.hook_timeout,
+               "a hook still running after this long is killed")
+      ->group(kOptionsGroup);
+  run->add_flag("-q,--quiet", run_options.quiet, "print errors only, not transitions")
+      ->group(kOptionsGroup);
+  add_common(run, run_options.common);
+  add_election_flags(run, run_options.flags);
+  run->footer(std::string(kExitStatus) +
+              "Otherwise: the command's exit code, or 128+N if a signal N killed it;\n"
+              "127 if the command was not found, 126 if it could not be executed.\n");
+  formatter->document(
+      run,
+      {"kvelect run [OPTIONS] ELECTION -- COMMAND [ARGS...]",
+       "Campaigns in ELECTION and starts COMMAND (in a process group of its own) when this\n"
+       "member wins. While COMMAND runs:\n"
+       "  - losing leadership sends it SIGUSR2, winning it back sends SIGUSR1 (to COMMAND's\n"
+       "    process only); a command that does not handle these signals dies of them, so use\n"
+       "    --terminate for such commands;\n"
+       "  - with --terminate, losing leadership sends SIGINT, then SIGTERM after --grace, then\n"
+       "    SIGKILL after another --grace; the next win starts COMMAND again.\n"
+       "kvelect exits when COMMAND exits by itself, with COMMAND's exit code, after leaving\n"
+       "the election (the key is released, so another member takes over at once).\n"
+       "\n"
+       "SIGINT, SIGTERM, SIGHUP or SIGQUIT to kvelect are forwarded to COMMAND's process\n"
+       "group (SIGKILL follows after --grace; a second signal sends SIGKILL at once); once\n"
+       "COMMAND is gone kvelect releases leadership and exits with COMMAND's exit code.\n"
+       "If kvelect itself dies, COMMAND receives SIGTERM (PR_SET_PDEATHSIG).\n"
+       "\n"
+       "COMMAND and the hooks get KVELECT_ELECTION, KVELECT_MEMBER, KVELECT_BUCKET and\n"
+       "KVELECT_TOKEN (the fencing token of the win) in their environment; hooks also get\n"
+       "KVELECT_EVENT (won or lost). Hooks run one at a time, in order, without blocking the\n"
+       "campaign; a hook that outlives --hook-timeout is killed.\n",
+       "kvelect run --name node1 scheduler -- /usr/local/bin/scheduler\n"
+       "kvelect run --terminate --grace 10s cron -- crond -f\n"
+       "kvelect run vip --on-won 'ip addr add 10.0.0.5/24 dev eth0' \\\n"
+       "    --on-lost 'ip addr del 10.0.0.5/24 dev eth0' -- sleep infinity\n"});
+  run->callback([&] { action = [&] { return run_command(run_options); }; });
+
+  // file -----------------------------------------------------------------------------------
+  FileOptions file_options;
+  CLI::App* file = app.add_subcommand("file", "keep a file present while leader");
+  add_election(file, file_options.election);
+  file->add_option("PATH", file_options.path, "the file to keep while leader")
+      ->required()
+      ->type_name("");
+  add_common(file, file_options.common);
+  add_election_flags(file, file_options.flags);
+  file->footer(kExitStatus);
+  formatter->document(
+      file,
+      {"kvelect file [OPTIONS] ELECTION PATH",
+       "Campaigns in ELECTION. While this member leads, PATH exists and holds\n"
+       "  {\"leader\": NAME, \"since\": RFC3339, \"token\": TOKEN, \"count\": WINS}\n"
+       "written atomically (a temporary file and rename); it is rewritten if removed. PATH is\n"
+       "removed on losing leadership and on exit (SIGINT, SIGTERM), before leadership is\n"
+       "released. A file left at PATH by an earlier kvelect is removed at start; any other\n"
+       "file there makes kvelect refuse to start.\n",
+       "kvelect file backup /run/backup.leader\n"});
+  file->callback([&] { action = [&] { return file_command(file_options); }; });
+
+  // info -----------------------------------------------------------------------------------
+  InfoOptions info_options;
+  CLI::App* info = app.add_subcommand("info", "show the bucket and the elections' leaders");
+  info->add_option("ELECTION-REGEX", info_options.pattern,
+                   "show only elections whose name matches this regular expression")
+      ->type_name("")
+      ->check(regex_validator());
+  add_common(info, info_options.common);
+  info->footer(std::string(kExitStatus) + "Warnings about the bucket do not change the exit "
+                                          "status.\n");
+  formatter->document(
+      info, {"kvelect info [OPTIONS] [ELECTION-REGEX]",
+             "Shows the bucket (storage, TTL, history, replicas and their health) with a WARNING\n"
+             "line for each way it is unfit for elections: history other than 1, a TTL below 5s\n"
+             "or above 1h, no stream leader, an offline or lagging replica. Then a table of the\n"
+             "elections (the bucket's keys) matching ELECTION-REGEX (ECMAScript syntax, searched\n"
+             "anywhere in the name), with their leaders ('-': none) and last writes.\n",
+             "kvelect info\nkvelect info '^sched'\n"});
+  info->callback([&] { action = [&] { return info_command(info_options); }; });
+
+  // watch ----------------------------------------------------------------------------------
+  WatchOptions watch_options;
+  CLI::App* watch = app.add_subcommand("watch", "print election activity as it happens");
+  watch->add_option("-e,--election", watch_options.election, "watch only this election")
+      ->type_name("NAME")
+      ->check(election_validator())
+      ->group(kOptionsGroup);
+  watch->add_flag("--json", watch_options.json, "one JSON object per line")->group(kOptionsGroup);
+  add_common(watch, watch_options.common);
+  watch->footer(kExitStatus);
+  formatter->document(
+      watch,
+      {"kvelect watch [OPTIONS] [--election NAME] [--json]",
+       "Prints a line per change of an election key, with a timestamp, until interrupted:\n"
+       "  current   the value when the watch started\n"
+       "  won       a member took the key (a new leader)\n"
+       "  renewed   the leader renewed its lease\n"
+       "  released  the leader gave the key up (kvelect:released)\n"
+       "  evicted   the leader was evicted (kvelect:evict)\n"
+       "  deleted, purged   the key was deleted or purged\n"
+       "  expired   no renewal within the bucket's TTL: the value has expired\n"
+       "nats-server announces no expiry, so 'expired' is inferred from the TTL. A candidate's\n"
+       "failed campaign writes nothing and so is not seen; run 'kvelect campaign' for a\n"
+       "member's own view. Each line is flushed as it is printed.\n",
+       "kvelect watch\nkvelect watch --election scheduler --json\n"});
+  watch->callback([&] { action = [&] { return watch_command(watch_options); }; });
+
+  // evict ----------------------------------------------------------------------------------
+  EvictOptions evict_options;
+  CLI::App* evict_app = app.add_subcommand("evict", "force a new election");
+  add_election(evict_app, evict_options.election);
+  evict_app->add_flag("-f,--force", evict_options.force, "do not ask for confirmation")
+      ->group(kOptionsGroup);
+  add_common(evict_app, evict_options.common);
+  evict_app->footer(std::string(kExitStatus) +
+                    "Exit status 2 also when stdin is not a terminal and --force is missing;\n"
+                    "1 when the confirmation is declined.\n");
+  formatter->document(
+      evict_app,
+      {"kvelect evict [OPTIONS] ELECTION [--force]",
+       "Marks the leader of ELECTION for eviction (a revision-checked write of kvelect:evict).\n"
+       "A live leader stands down at once and releases the key; if it is gone, the others\n"
+       "wait out its lease first. Asks for confirmation on a terminal unless --force is given;\n"
+       "without a terminal --force is required. Prints the evicted leader, or that there was\n"
+       "no leader.\n",
+       "kvelect evict scheduler\nkvelect evict --force scheduler\n"});
+  evict_app->callback([&] { action = [&] { return evict_command(evict_options); }; });
+
+  // campaign -------------------------------------------------------------------------------
+  CampaignOptions campaign_options;
+  CLI::App* campaign = app.add_subcommand("campaign", "join an election and print its events");
+  add_election(campaign, campaign_options.election);
+  campaign->add_flag("--json", campaign_options.json, "one JSON object per line")
+      ->group(kOptionsGroup);
+  add_common(campaign, campaign_options.common);
+  add_election_flags(campaign, campaign_options.flags);
+  campaign->footer(kExitStatus);
+  formatter->document(
+      campaign,
+      {"kvelect campaign [OPTIONS] ELECTION [--json]",
+       "Joins ELECTION as a member and prints each event with a timestamp as it happens:\n"
+       "campaign (each campaign, and each renewal while leader), won, lost, leader (a new\n"
+       "leader observed, or none) and error. SIGINT or SIGTERM leaves the election, releasing\n"
+       "leadership. With --json each line is one object:\n"
+       "  {\"time\": \"2026-11-22T05:49:21.491726Z\", \"election\": \"...\", \"member\": \"...\",\n"
+       "   \"event\": \"won\", \"state\": \"leader\", \"token\": 42}\n"
+       "where 'leader' events add \"leader\" (a name, or null for no leader) and 'error' events\n"
+       "add \"error\" (the message).\n",
+       "kvelect campaign --name a scheduler\nkvelect campaign --json scheduler | jq .\n"});
+  campaign->callback([&] { action = [&] { return campaign_command(campaign_options); }; });
+
+  // bucket add -----------------------------------------------------------------------------
+  CLI::App* bucket = app.add_subcommand("bucket", "manage election buckets");
+  bucket->require_subcommand(1);
+  bucket->footer(kExitStatus);
+  formatter->document(bucket, {"kvelect bucket add [OPTIONS] [NAME] --ttl DURATION",
+                               "Bucket management. See 'kvelect bucket add --help'.\n", ""});
+  BucketAddOptions add_options;
+  CLI::App* add = bucket->add_subcommand("add", "create a bucket fit for elections");
+  add->add_option("NAME", add_options.name, "the bucket's name (default: --bucket)")
+      ->type_name("")
+      ->check(bucket_validator());
+  add_duration(add, "--ttl", add_options.ttl,
+               "how long a leader's key lives without renewal (5s..1h for elections)")
+      ->group(kOptionsGroup);
+  add->add_option("--replicas", add_options.replicas, "number of stream replicas")
+      ->check(CLI::Range(1, 5))
+      ->capture_default_str()
+      ->group(kOptionsGroup);
+  add->add_option("--storage", add_options.storage, "stream storage")
+      ->check(CLI::IsMember({"file", "memory"}))
+      ->capture_default_str()
+      ->type_name("file|memory")
+      ->group(kOptionsGroup);
+  add_common(add, add_options.common);
+  add->footer(kExitStatus);
+  formatter->document(
+      add,
+      {"kvelect bucket add [OPTIONS] [NAME] --ttl DURATION [--replicas N] [--storage file|memory]",
+       "Creates a KV bucket for elections: history 1 and the given TTL (the lease length).\n"
+       "An existing bucket with the same settings is accepted as is. A TTL outside 5s..1h\n"
+       "draws a warning: elections refuse it without --skip-validation.\n",
+       "kvelect bucket add --ttl 30s\nkvelect bucket add CHORIA_LEADER_ELECTION --ttl 10s "
+       "--replicas 3\n"});
+  add->callback([&] { action = [&] { return bucket_add_command(add_options); }; });
+
+  // Man-page style headings for every command's help.
+  std::function<void(CLI::App*)> headings = [&](CLI::App* command) {
+    if (CLI::Option* help = command->get_help_ptr(); help != nullptr)
+      help->group(kOptionsGroup);
+    for (CLI::App* sub : command->get_subcommands([](CLI::App*) { return true; })) {
+      sub->group("COMMANDS");
+      headings(sub);
+    }
+  };
+  headings(&app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success))
+      return app.exit(e); // --help, --version
+    std::string message = e.what();
+    if (dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr) {
+      // CLI11 lists the unexpected arguments with the "--" separator among them; name only
+      // the offending ones.
+      std::vector<std::string> extras;
+      for (const CLI::App* sub = &app; sub != nullptr;) {
+        for (const auto& arg : sub->remaining())
+          if (arg != "--")
+            extras.push_back(arg);
+        const auto selected = sub->get_subcommands();
+        sub = selected.empty() ? nullptr : selected.front();
+      }
+      if (!extras.empty())
+        message = fmt::format("unexpected argument{}: {}", extras.size() > 1 ? "s" : "",
+                              fmt::join(extras, " "));
+      const bool separator = std::any_of(argv + 1, argv + argc,
+                                         [](const char* a) { return std::string_view(a) == "--"; });
+      if (run->parsed() && !separator)
+        message += " (put '--' before the command if it has options of its own)";
+    }
+    print_error(message, command_path(app));
+    return kExitUsage;
+  }
+  if (!action)
+    return kExitUsage; // not reached: a subcommand is required
+
+  try {
+    return action();
+  } catch (const UsageError& e) {
+    print_error(e.what(), command_path(app));
+    return kExitUsage;
+  } catch (const Failure& e) {
+    print_error(e.what(), "");
+    return kExitFailure;
+  } catch (const Error& e) {
+    const bool usage = e.code() == Errc::invalid_name || e.code() == Errc::invalid_key;
+    print_error(describe(e), usage ? command_path(app) : "");
+    return usage ? kExitUsage : kExitFailure;
+  } catch (const std::exception& e) {
+    print_error(e.what(), "");
+    return kExitFailure;
+  }
+}
+
+} // namespace
+} // namespace kvelect::cli
+
+int main(int argc, char** argv) { return kvelect::cli::real_main(argc, argv); }

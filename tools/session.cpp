@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "session.hpp"
+
+#include <utility>
+
+namespace kvelect::cli {
+
+bool ElectionSession::ends_campaign(const Error& error) {
+  // Error::fatal() covers bucket_deleted and permission_denied; a closed connection also ends
+  // the campaign loop.
+  return error.fatal() || error.code() == Errc::connection_closed;
+}
+
+ElectionSession::ElectionSession(const CommonOptions& common, const ElectionFlags& flags,
+                                 std::string election, std::string member, EventLoop& loop)
+    : member_(std::move(member)), key_(std::move(election)), bucket_name_(common.bucket),
+      connection_(connect(common)), bucket_(open_bucket(connection_, common)) {
+  // The callbacks run on the campaign thread: they record the event and return at once.
+  auto state_now = [this] {
+    Election* e = self_.load();
+    return e != nullptr ? e->state() : State::Unknown;
+  };
+  std::vector<Option> options = election_options(flags);
+  options.push_back(OnWon([&loop](Token token) {
+    ElectionEvent event;
+    event.kind = ElectionEvent::Kind::won;
+    event.state = State::Leader;
+    event.token = token;
+    loop.post(std::move(event));
+  }));
+  options.push_back(OnLost([&loop, state_now] {
+    ElectionEvent event;
+    event.kind = ElectionEvent::Kind::lost;
+    event.state = state_now();
+    loop.post(std::move(event));
+  }));
+  options.push_back(OnCampaign([&loop](State state) {
+    ElectionEvent event;
+    event.kind = ElectionEvent::Kind::campaign;
+    event.state = state;
+    loop.post(std::move(event));
+  }));
+  options.push_back(OnNewLeader([&loop, state_now](std::optional<std::string_view> leader) {
+    ElectionEvent event;
+    event.kind = ElectionEvent::Kind::leader;
+    event.state = state_now();
+    if (leader)
+      event.leader = std::string(*leader);
+    loop.post(std::move(event));
+  }));
+  options.push_back(OnError([&loop, state_now](const Error& error) {
+    ElectionEvent event;
+    event.kind = ElectionEvent::Kind::error;
+    event.state = state_now();
+    event.error = error.what();
+    event.fatal = ends_campaign(error);
+    loop.post(std::move(event));
+  }));
+  election_ = std::make_unique<Election>(member_, key_, bucket_.get(), std::move(options));
+  self_.store(election_.get());
+}
+
+ElectionSession::~ElectionSession() {
+  if (election_)
+    election_->stop();
+  self_.store(nullptr);
+}
+
+} // namespace kvelect::cli
