@@ -20,16 +20,16 @@ int main(int argc, char** argv) {
 
   try {
     auto connection = kvelect::Connection::connect(); // $NATS_URL or nats://127.0.0.1:4222
-    kvelect::BucketConfig config; // KVELECT_ELECTIONS, file storage, 1 replica
+    kvelect::BucketConfig config;                     // KVELECT_ELECTIONS, file storage, 1 replica
     config.ttl = 10s;
     auto bucket = kvelect::Bucket::create(connection, config);
 
-    kvelect::Election election(name, "scheduler", bucket,
-                               kvelect::OnWon([&](kvelect::Token token) {
-                                 std::printf("%s: leading (fencing token %llu)\n", name.c_str(),
-                                             static_cast<unsigned long long>(token));
-                               }),
-                               kvelect::OnLost([&] { std::printf("%s: not leading\n", name.c_str()); }));
+    kvelect::Election election(
+        name, "scheduler", bucket, kvelect::OnWon([&](kvelect::Token token) {
+          std::printf("%s: leading (fencing token %llu)\n", name.c_str(),
+                      static_cast<unsigned long long>(token));
+        }),
+        kvelect::OnLost([&] { std::printf("%s: not leading\n", name.c_str()); }));
     election.start();
 
     int signal = 0;

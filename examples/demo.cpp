@@ -118,8 +118,7 @@ int main() {
     for (const char* name : {"alpha", "bravo", "charlie", "delta"}) {
       const std::string member = name;
       members.push_back(std::make_unique<kvelect::Election>(
-          member, "scheduler", bucket.get(),
-          kvelect::OnWon([member](kvelect::Token token) {
+          member, "scheduler", bucket.get(), kvelect::OnWon([member](kvelect::Token token) {
             say("{:8} WON  leadership (fencing token {})", member, token);
           }),
           kvelect::OnLost([member] { say("{:8} LOST leadership", member); }),

@@ -16,13 +16,14 @@ public:
   explicit Stepped(std::vector<milliseconds> steps) : steps_(std::move(steps)) {}
 
   milliseconds duration(int n) const override {
-    const auto index = static_cast<std::size_t>(std::clamp<int>(n, 0, static_cast<int>(steps_.size()) - 1));
+    const auto index =
+        static_cast<std::size_t>(std::clamp<int>(n, 0, static_cast<int>(steps_.size()) - 1));
     // Randomised per call so that members that failed together do not retry together
     // (the thundering herd of a fixed interval, PRIOR-ART G).
     thread_local std::minstd_rand rng{std::random_device{}()};
     std::uniform_real_distribution<double> factor(0.5, 1.5);
-    return milliseconds(static_cast<milliseconds::rep>(
-        static_cast<double>(steps_[index].count()) * factor(rng)));
+    return milliseconds(
+        static_cast<milliseconds::rep>(static_cast<double>(steps_[index].count()) * factor(rng)));
   }
 
 private:

@@ -128,9 +128,8 @@ Election::Impl::Impl(std::string name, std::string key, kvStore* bucket,
     if (name_.empty())
       throw Error(Errc::invalid_name, "member name is empty");
     if (name_.size() > kMaxNameLength)
-      throw Error(Errc::invalid_name,
-                  fmt::format("member name is {} bytes long, the limit is {}", name_.size(),
-                              kMaxNameLength));
+      throw Error(Errc::invalid_name, fmt::format("member name is {} bytes long, the limit is {}",
+                                                  name_.size(), kMaxNameLength));
     if (is_marker(name_))
       throw Error(Errc::invalid_name,
                   fmt::format("member name '{}' uses the reserved prefix 'kvelect:'", name_));
@@ -153,13 +152,11 @@ Election::Impl::Impl(std::string name, std::string key, kvStore* bucket,
                             info.name));
   ttl_ms_ = info.ttl;
   if (!config_.skip_validation && ttl_ms_ < kMinTtl)
-    throw Error(Errc::ttl_too_short,
-                fmt::format("bucket '{}' TTL {} ms is below the {} ms minimum", info.name,
-                            ttl_ms_.count(), kMinTtl.count()));
+    throw Error(Errc::ttl_too_short, fmt::format("bucket '{}' TTL {} ms is below the {} ms minimum",
+                                                 info.name, ttl_ms_.count(), kMinTtl.count()));
   if (!config_.skip_validation && ttl_ms_ > kMaxTtl)
-    throw Error(Errc::ttl_too_long,
-                fmt::format("bucket '{}' TTL {} ms is above the {} ms maximum", info.name,
-                            ttl_ms_.count(), kMaxTtl.count()));
+    throw Error(Errc::ttl_too_long, fmt::format("bucket '{}' TTL {} ms is above the {} ms maximum",
+                                                info.name, ttl_ms_.count(), kMaxTtl.count()));
 
   // Choria: campaign every 0.75 × TTL, at least 1 s, and at least 1 s below the TTL.
   interval_ms_ = ttl_ms_ * 3 / 4;
@@ -314,12 +311,10 @@ void Election::Impl::loop(std::stop_token external) {
   }
   reset_for_run();
   io_ = std::make_unique<detail::IoWorker>();
-  watch_ = std::make_unique<detail::KeyWatch>(bucket_, key_, [this](WatchEvent event) {
-    post(std::move(event));
-  });
-  debugf("campaigning as '{}' for '{}': ttl {} ms, interval {} ms, lease guard {} ms", name_,
-         key_, ttl_ms_.count(), interval_ms_.count(),
-         duration_cast<milliseconds>(guard_).count());
+  watch_ = std::make_unique<detail::KeyWatch>(bucket_, key_,
+                                              [this](WatchEvent event) { post(std::move(event)); });
+  debugf("campaigning as '{}' for '{}': ttl {} ms, interval {} ms, lease guard {} ms", name_, key_,
+         ttl_ms_.count(), interval_ms_.count(), duration_cast<milliseconds>(guard_).count());
 
   for (;;) {
     std::deque<Inbox> batch;
@@ -391,8 +386,8 @@ void Election::Impl::teardown() {
         for (auto& item : batch)
           if (auto* result = std::get_if<IoResult>(&item)) {
             io_busy_ = false;
-            const bool wrote = result->purpose == Purpose::renew ||
-                               result->purpose == Purpose::acquire;
+            const bool wrote =
+                result->purpose == Purpose::renew || result->purpose == Purpose::acquire;
             if (wrote && result->write.outcome == Outcome::ok)
               held_revision_ = result->write.revision;
             else if (result->purpose == Purpose::release)
@@ -403,8 +398,7 @@ void Election::Impl::teardown() {
     wait_for_io();
     const std::uint64_t revision = held_revision_ != 0 ? held_revision_ : release_wanted_;
     if (!io_busy_ && revision != 0) {
-      send_write(Purpose::release, std::string(detail::kReleasedValue), revision,
-                 Vacancy::clean);
+      send_write(Purpose::release, std::string(detail::kReleasedValue), revision, Vacancy::clean);
       wait_for_io();
     }
   }
@@ -623,8 +617,8 @@ void Election::Impl::maybe_attempt(TimePoint now, const char* reason) {
   case Kind::evicting: {
     // Held: the value expires one TTL after it was written, and it was written before we saw it.
     // Evicting: the holder may be gone; its lease ends within one TTL of its last renewal.
-    const TimePoint due = (view_.kind == Kind::held ? view_.observed_at : last_holder_seen_) +
-                          ttl_ + kExpiryMargin;
+    const TimePoint due =
+        (view_.kind == Kind::held ? view_.observed_at : last_holder_seen_) + ttl_ + kExpiryMargin;
     if (now < due) {
       expiry_attempt_ = std::min(expiry_attempt_, due);
       return;
@@ -811,9 +805,7 @@ void Election::Impl::handle_renew(IoResult& result, TimePoint now) {
     report(w, "renewal");
     send_read(Purpose::read_after_unknown, result.expected, Vacancy::reclaim);
     return;
-  case Outcome::fatal:
-    fail(Error(w.code, w.message));
-    return;
+  case Outcome::fatal: fail(Error(w.code, w.message)); return;
   }
 }
 
@@ -829,8 +821,8 @@ void Election::Impl::handle_read(IoResult& result, TimePoint now) {
     return;
   }
   const Entry& entry = r.entry;
-  const bool after_unknown = result.purpose == Purpose::read_after_unknown ||
-                             result.origin == Purpose::read_after_unknown;
+  const bool after_unknown =
+      result.purpose == Purpose::read_after_unknown || result.origin == Purpose::read_after_unknown;
   // A write whose outcome was unknown: did our value land?
   if (after_unknown && entry.op == Op::put && entry.value == name_ &&
       entry.revision > result.expected) {
@@ -875,8 +867,8 @@ void Election::Impl::handle_read(IoResult& result, TimePoint now) {
        view_.kind == KeyView::Kind::absent)) {
     ++chained_attempts_;
     maybe_attempt(now, "after re-read");
-  } else if ((role_ == Role::candidate || observe_only_) &&
-             view_.kind == KeyView::Kind::held && result.origin == Purpose::acquire) {
+  } else if ((role_ == Role::candidate || observe_only_) && view_.kind == KeyView::Kind::held &&
+             result.origin == Purpose::acquire) {
     // An expiry attempt found the key still there: the server's expiry may lag by a few ms.
     if (now + kExpiryRetryFirst >= view_.observed_at + ttl_) {
       expiry_attempt_ = std::min(expiry_attempt_, now + expiry_retry_);
@@ -938,10 +930,10 @@ void Election::Impl::observe(const Entry& entry, TimePoint now, bool from_watch)
                        (entry.op == Op::absent ? !from_watch : entry.revision > held_revision_);
   if (foreign) {
     const bool evicted = entry.op == Op::put && entry.value == detail::kEvictValue;
-    const std::string reason =
-        evicted ? "evicted"
-                : entry.op == Op::put ? fmt::format("key overwritten by '{}'", entry.value)
-                                      : std::string("key deleted");
+    const std::string reason = evicted ? "evicted"
+                               : entry.op == Op::put
+                                   ? fmt::format("key overwritten by '{}'", entry.value)
+                                   : std::string("key deleted");
     held_revision_ = 0;
     if (role_ == Role::leader) {
       if (evicted) {
@@ -1020,9 +1012,8 @@ void Election::Impl::become_leader(TimePoint now) {
   role_ = Role::leader;
   guard_until_ = TimePoint::max();
   failed_campaigns_ = 0;
-  term_end_ = config_.term_limit.count() > 0
-                  ? now + duration_cast<Duration>(config_.term_limit)
-                  : TimePoint::max();
+  term_end_ = config_.term_limit.count() > 0 ? now + duration_cast<Duration>(config_.term_limit)
+                                             : TimePoint::max();
   const Token token = win_revision_;
   {
     std::lock_guard lock(mu_);
@@ -1123,8 +1114,8 @@ void Election::Impl::report(const detail::WriteResult& failure, std::string_view
   }
   guarded("OnError", [&] {
     if (config_.on_error)
-      config_.on_error(Error(failure.code == Errc::ok ? Errc::request_failed : failure.code,
-                             message));
+      config_.on_error(
+          Error(failure.code == Errc::ok ? Errc::request_failed : failure.code, message));
   });
 }
 
@@ -1309,7 +1300,9 @@ void Observer::start() { impl_->start(); }
 void Observer::stop() noexcept { impl_->stop(); }
 std::optional<std::string> Observer::leader() const { return impl_->leader(); }
 std::optional<std::string> Observer::read_leader() const { return impl_->read_leader(); }
-std::optional<std::string> Observer::evict() { return kvelect::evict(impl_->bucket(), impl_->key()); }
+std::optional<std::string> Observer::evict() {
+  return kvelect::evict(impl_->bucket(), impl_->key());
+}
 
 // ---------------------------------------------------------------------------------------------
 // Free functions
@@ -1349,8 +1342,8 @@ std::optional<std::string> evict(kvStore* bucket, std::string_view key) {
     if (written.outcome == Outcome::ok)
       return holder;
     if (written.outcome != Outcome::lost_race)
-      throw Error(written.code, fmt::format("cannot evict the leader of '{}': {}", key,
-                                            written.message));
+      throw Error(written.code,
+                  fmt::format("cannot evict the leader of '{}': {}", key, written.message));
   }
   throw Error(Errc::request_failed,
               fmt::format("cannot evict the leader of '{}': the key kept changing", key));

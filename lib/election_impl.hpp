@@ -158,10 +158,10 @@ private:
 
   // Shared with API callers, guarded by mu_.
   mutable std::mutex mu_;
-  std::condition_variable_any wake_;  // the loop waits on it
+  std::condition_variable_any wake_;    // the loop waits on it
   std::condition_variable_any changed_; // await(), resign() and stop() wait on it
   std::deque<Inbox> inbox_;
-  bool running_ = false;      // a loop is active or about to be
+  bool running_ = false; // a loop is active or about to be
   bool stop_requested_ = false;
   std::uint64_t resign_requests_ = 0;
   std::uint64_t resign_handled_ = 0;
@@ -186,7 +186,7 @@ private:
   std::uint64_t held_revision_ = 0;  // latest revision we wrote and believe we hold
   Token win_revision_ = 0;
   TimePoint campaign_started_{};
-  TimePoint last_holder_seen_{};    // last time another member's name was seen in the key
+  TimePoint last_holder_seen_{}; // last time another member's name was seen in the key
   bool holder_seen_ = false;
   TimePoint start_after_{};
   TimePoint next_campaign_ = TimePoint::max();

@@ -59,7 +59,8 @@ class KvPort {
 public:
   virtual ~KvPort() = default;
   // Writes `value` if the key's last revision is `expected` (0: the key has no message).
-  virtual WriteResult write(std::string_view key, std::string_view value, std::uint64_t expected) = 0;
+  virtual WriteResult write(std::string_view key, std::string_view value,
+                            std::uint64_t expected) = 0;
   virtual ReadResult read(std::string_view key) = 0;
 };
 

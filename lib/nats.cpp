@@ -164,9 +164,8 @@ Bucket Bucket::create(const Connection& connection, const BucketConfig& config) 
     throw Error(Errc::bucket_without_ttl,
                 fmt::format("bucket '{}' needs a positive TTL for elections", config.name));
   if (config.replicas < 1 || config.replicas > 5)
-    throw Error(Errc::invalid_option,
-                fmt::format("bucket '{}': replicas must be 1 to 5, not {}", config.name,
-                            config.replicas));
+    throw Error(Errc::invalid_option, fmt::format("bucket '{}': replicas must be 1 to 5, not {}",
+                                                  config.name, config.replicas));
   kvConfig cfg;
   kvConfig_Init(&cfg);
   cfg.Bucket = config.name.c_str();
@@ -214,9 +213,9 @@ BucketInfo bucket_info(kvStore* bucket) {
   const natsStatus status = kvStore_Status(&raw, bucket);
   detail::StatusHandle owned(raw);
   if (status == NATS_CONNECTION_CLOSED)
-    throw Error(Errc::connection_closed,
-                fmt::format("cannot read bucket '{}': the connection is closed",
-                            kvStore_Bucket(bucket)));
+    throw Error(
+        Errc::connection_closed,
+        fmt::format("cannot read bucket '{}': the connection is closed", kvStore_Bucket(bucket)));
   if (status == NATS_NOT_FOUND)
     throw Error(Errc::not_found, fmt::format("bucket '{}' does not exist", kvStore_Bucket(bucket)));
   if (status != NATS_OK)

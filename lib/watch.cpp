@@ -85,8 +85,10 @@ void KeyWatch::pump(std::stop_token stop) {
     if (created != NATS_OK) {
       natsStatus ignored = NATS_OK;
       const char* text = nats_GetLastError(&ignored);
-      sink_({WatchEvent::Kind::failed, {},
-             fmt::format("cannot watch key '{}': {}", key_, text ? text : natsStatus_GetText(created)),
+      sink_({WatchEvent::Kind::failed,
+             {},
+             fmt::format("cannot watch key '{}': {}", key_,
+                         text ? text : natsStatus_GetText(created)),
              generation});
       std::this_thread::sleep_for(kRetryPause);
       continue;
@@ -100,7 +102,8 @@ void KeyWatch::pump(std::stop_token stop) {
       if (status != NATS_OK) {
         if (stop.stop_requested() || recreate_.load())
           break; // interrupted on purpose
-        sink_({WatchEvent::Kind::failed, {},
+        sink_({WatchEvent::Kind::failed,
+               {},
                fmt::format("watch of key '{}' failed: {}", key_, natsStatus_GetText(status)),
                generation});
         std::this_thread::sleep_for(kRetryPause);

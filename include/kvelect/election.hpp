@@ -34,19 +34,19 @@ namespace kvelect {
 
 /// A snapshot of an election's counters (the figures Choria exports, and more).
 struct Stats {
-  State state = State::Unknown; ///< the state when the snapshot was taken
-  bool is_leader = false;       ///< leading, with a running lease
-  std::uint64_t candidate_campaigns = 0; ///< campaigns while a candidate
-  std::uint64_t leader_campaigns = 0;    ///< renewals while leader
-  std::uint64_t wins = 0;   ///< OnWon calls
-  std::uint64_t losses = 0; ///< OnLost calls
-  std::uint64_t create_attempts = 0;     ///< writes that tried to take a vacant key
-  std::uint64_t failed_requests = 0;     ///< KV requests that failed (not lost races)
-  std::chrono::milliseconds campaign_interval{0}; ///< 0.75 × TTL (before any backoff)
-  std::chrono::microseconds last_acquire_time{0};   ///< campaign start → OnWon, last win
+  State state = State::Unknown;                      ///< the state when the snapshot was taken
+  bool is_leader = false;                            ///< leading, with a running lease
+  std::uint64_t candidate_campaigns = 0;             ///< campaigns while a candidate
+  std::uint64_t leader_campaigns = 0;                ///< renewals while leader
+  std::uint64_t wins = 0;                            ///< OnWon calls
+  std::uint64_t losses = 0;                          ///< OnLost calls
+  std::uint64_t create_attempts = 0;                 ///< writes that tried to take a vacant key
+  std::uint64_t failed_requests = 0;                 ///< KV requests that failed (not lost races)
+  std::chrono::milliseconds campaign_interval{0};    ///< 0.75 × TTL (before any backoff)
+  std::chrono::microseconds last_acquire_time{0};    ///< campaign start → OnWon, last win
   std::chrono::microseconds last_renewal_latency{0}; ///< send → result, the last renewal
   std::chrono::microseconds max_renewal_latency{0};  ///< the slowest renewal so far
-  std::string last_error; ///< empty when none
+  std::string last_error;                            ///< empty when none
 };
 
 /// The interface shared by Election and NoopElection, for code that should not care which it

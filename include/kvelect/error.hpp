@@ -14,15 +14,15 @@ namespace kvelect {
 /// What went wrong. Every code is documented in docs/errors.md; the numeric values are stable.
 enum class Errc : int {
   ok = 0,
-  invalid_name = 1,        ///< member name empty, too long, or reserved (starts with "kvelect:")
-  invalid_key = 2,         ///< election key empty or not a valid KV key
-  null_bucket = 3,         ///< a null kvStore* was passed
-  bucket_without_ttl = 4,  ///< the bucket has no TTL (MaxAge), so a dead leader would never expire
-  ttl_too_short = 5,       ///< bucket TTL below the 5 s limit (SkipValidation() lifts it)
-  ttl_too_long = 6,        ///< bucket TTL above the 1 h limit (SkipValidation() lifts it)
-  invalid_option = 7,      ///< an option value is out of range (negative duration, null policy, ...)
-  connection_closed = 8,   ///< the NATS connection behind the bucket is closed
-  already_running = 9,     ///< start() or run() on an election that is running
+  invalid_name = 1,       ///< member name empty, too long, or reserved (starts with "kvelect:")
+  invalid_key = 2,        ///< election key empty or not a valid KV key
+  null_bucket = 3,        ///< a null kvStore* was passed
+  bucket_without_ttl = 4, ///< the bucket has no TTL (MaxAge), so a dead leader would never expire
+  ttl_too_short = 5,      ///< bucket TTL below the 5 s limit (SkipValidation() lifts it)
+  ttl_too_long = 6,       ///< bucket TTL above the 1 h limit (SkipValidation() lifts it)
+  invalid_option = 7,     ///< an option value is out of range (negative duration, null policy, ...)
+  connection_closed = 8,  ///< the NATS connection behind the bucket is closed
+  already_running = 9,    ///< start() or run() on an election that is running
   bucket_unavailable = 10, ///< the bucket's status could not be read (missing stream, no JetStream)
   request_failed = 11,     ///< a KV request failed; the campaign loop retries (non-fatal)
   bucket_deleted = 12,     ///< the bucket was deleted under a running election (fatal)

@@ -25,14 +25,14 @@ using Token = std::uint64_t;
 /// Everything an Election can be configured with. Filled by the option builders below; the
 /// defaults are documented on each field.
 struct Config {
-  std::function<void(Token)> on_won;                              ///< became leader
-  std::function<void()> on_lost;                                  ///< stopped being leader
-  std::function<void(State)> on_campaign;                         ///< each campaign or renewal
+  std::function<void(Token)> on_won;                                  ///< became leader
+  std::function<void()> on_lost;                                      ///< stopped being leader
+  std::function<void(State)> on_campaign;                             ///< each campaign or renewal
   std::function<void(std::optional<std::string_view>)> on_new_leader; ///< nullopt: no leader
-  std::function<void(const Error&)> on_error;                     ///< request failures, fatal errors
-  std::function<void(std::string_view)> debug;                    ///< debug log lines
-  std::shared_ptr<const Backoff> backoff;                         ///< default: fixed interval
-  bool skip_validation = false;           ///< lift the 5 s..1 h TTL limits and interval floors
+  std::function<void(const Error&)> on_error;  ///< request failures, fatal errors
+  std::function<void(std::string_view)> debug; ///< debug log lines
+  std::shared_ptr<const Backoff> backoff;      ///< default: fixed interval
+  bool skip_validation = false;                ///< lift the 5 s..1 h TTL limits and interval floors
   /// Upper bound of the random delay before the first campaign. Default 250 ms.
   std::chrono::milliseconds startup_splay{250};
   /// stop() releases the key so a successor takes over at once (default). false keeps Choria's
@@ -40,7 +40,7 @@ struct Config {
   bool release_on_stop = true;
   /// The leader resigns after holding leadership this long; 0 = no limit.
   std::chrono::milliseconds term_limit{0};
-  std::function<bool()> health_check;     ///< unhealthy: a leader resigns, a candidate waits
+  std::function<bool()> health_check; ///< unhealthy: a leader resigns, a candidate waits
   std::chrono::milliseconds health_interval{1000}; ///< how often health_check runs
   /// Passive member (kvelect::Observer): watches and reports, never writes.
   bool observe_only = false;
@@ -55,7 +55,8 @@ struct Option {
 KVELECT_API Option OnWon(std::function<void()> callback);
 /// As OnWon, and receives the fencing token (the revision of the winning write).
 KVELECT_API Option OnWon(std::function<void(Token)> callback);
-/// Called on the campaign thread when this member stops being leader (loss, resign, stop, lease end).
+/// Called on the campaign thread when this member stops being leader (loss, resign, stop, lease
+/// end).
 KVELECT_API Option OnLost(std::function<void()> callback);
 /// Called on each campaign: every campaign interval for a candidate, every renewal for the leader.
 KVELECT_API Option OnCampaign(std::function<void(State)> callback);
