@@ -93,7 +93,7 @@ void History::sample(std::stop_token stop) {
     std::int64_t stall_wait = 0;
     std::int64_t stall_end = 0;
     std::vector<std::size_t> published; // indexes into stalls_ of this stall, once long enough
-    std::int64_t seen = 0;               // tick that last saw the thread
+    std::int64_t seen = 0;              // tick that last saw the thread
   };
   std::map<std::pair<pid_t, std::string>, ThreadState> threads;
   // A stall is published as soon as it is long enough (so that a check made while it lasts

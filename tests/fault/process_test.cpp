@@ -123,8 +123,8 @@ TEST_F(HistoryChecker, AnOverlapAfterCpuStarvationIsInconclusive) {
   other.record({other.origin_ns() + 100 * kMs, "a", "won", {}});
   other.record({other.origin_ns() + 500 * kMs, "b", "won", {}});
   other.record({other.origin_ns() + 520 * kMs, "a", "lost", {}});
-  other.record_stall({"b", other.origin_ns() + 200 * kMs, other.origin_ns() + 510 * kMs,
-                      300 * kMs});
+  other.record_stall(
+      {"b", other.origin_ns() + 200 * kMs, other.origin_ns() + 510 * kMs, 300 * kMs});
   EXPECT_FALSE(other.check(other.origin_ns() + 600 * kMs).ok());
 }
 
