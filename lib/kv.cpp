@@ -13,6 +13,10 @@ bool contains(std::string_view text, std::string_view part) {
 }
 
 std::string last_error_text(natsStatus status) {
+  // cnats keeps the thread's last error text and does not clear it on a timeout: only a generic
+  // NATS_ERR carries a fresh text (e.g. a failed revision check). Anything else is its status.
+  if (status != NATS_ERR)
+    return natsStatus_GetText(status);
   natsStatus last = NATS_OK;
   const char* text = nats_GetLastError(&last);
   if (text != nullptr && *text != '\0')

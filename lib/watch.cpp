@@ -10,10 +10,10 @@
 namespace kvelect::detail {
 namespace {
 
-// How long one kvWatcher_Next may block. Entries return as soon as they arrive, and stop() and
-// recreate() interrupt the wait by stopping the watcher, so this only bounds how often an idle
-// watch thread wakes up: rarely, because a process may hold thousands of watches.
-constexpr std::int64_t kPollMillis = 5000;
+// How long one kvWatcher_Next may block. Entries return as soon as they arrive and the destructor
+// interrupts the wait by stopping the watcher; this bounds how late a recreate request is acted
+// on and how often an idle watch thread wakes up.
+constexpr std::int64_t kPollMillis = 1000;
 // Pause before recreating a watcher that failed, so that a server that is down is not hammered.
 constexpr auto kRetryPause = std::chrono::milliseconds(250);
 
@@ -45,8 +45,10 @@ KeyWatch::~KeyWatch() {
 }
 
 void KeyWatch::recreate() noexcept {
+  // Only a flag: stopping the watcher here would make the calling (campaign) thread wait for
+  // cnats' consumer-delete request, up to a request timeout, while a lease may be ending. The
+  // pump thread notices within one poll and recreates the watcher itself.
   recreate_.store(true);
-  interrupt();
 }
 
 void KeyWatch::interrupt() noexcept {
