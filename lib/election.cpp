@@ -420,8 +420,14 @@ void Election::Impl::teardown() {
 }
 
 Election::Impl::TimePoint Election::Impl::next_deadline() const {
-  TimePoint next = std::min({next_campaign_, next_renewal_, expiry_attempt_, retry_at_,
-                             guard_until_, term_end_, next_health_, watch_deadline_});
+  TimePoint next = std::min({next_renewal_, retry_at_, guard_until_, term_end_, next_health_,
+                             watch_deadline_});
+  // Only the roles whose run_timers() branch advances these timers may wait for them; otherwise
+  // a past deadline would wake the loop again at once (a leader busy-looping).
+  if (role_ == Role::candidate)
+    next = std::min({next, next_campaign_, expiry_attempt_});
+  if (observe_only_)
+    next = std::min(next, expiry_attempt_);
   if (role_ == Role::leader || role_ == Role::pending)
     next = std::min(next, lease_deadline_);
   // Watch silence check: the loop wakes at least once per TTL.
