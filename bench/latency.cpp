@@ -16,6 +16,7 @@
 // beside the targets of issue 3. Settings (flag or $KVELECT_BENCH_<NAME>):
 //   --handovers N (100)  --renewals N (200)  --renewal-ttl-ms MS (250)  --coldstart-runs N (20)
 //   --raw N (2000)  --memory (memory storage instead of file)
+//   --trace-slow-ms MS (0: off): print the members' debug lines around handovers slower than MS
 #include "bench_util.hpp"
 
 #include "nats_server.hpp"
@@ -398,7 +399,22 @@ void BM_Renewal(benchmark::State& state) {
       throw std::runtime_error("not leader within 10 s");
     kvbench::RawUpdater raw(bucket.get(), "raw-probe");
     kvbench::PingPong pingpong;
-    std::vector<double> samples, raw_samples, handoff_samples;
+    // A third yardstick: kvStore_Update of a key that a watcher on the same connection follows,
+    // as the leader follows its own key: each write then also brings a watch delivery that the
+    // connection's reader thread and a watch thread handle while the reply is on its way.
+    kvbench::RawUpdater watched(bucket.get(), "raw-watched");
+    kvWatcher* watcher = nullptr;
+    kvbench::check_nats(kvStore_Watch(&watcher, bucket.get(), "raw-watched", nullptr),
+                        "kvStore_Watch");
+    std::atomic<bool> watching{true};
+    std::thread watch_thread([&] {
+      while (watching.load()) {
+        kvEntry* entry = nullptr;
+        if (kvWatcher_Next(&entry, watcher, 100) == NATS_OK && entry != nullptr)
+          kvEntry_Destroy(entry);
+      }
+    });
+    std::vector<double> samples, raw_samples, handoff_samples, watched_samples;
     for (auto _ : state) {
       double t = 0;
       {
@@ -419,16 +435,25 @@ void BM_Renewal(benchmark::State& state) {
         std::this_thread::sleep_for(1ms);
         handoff_samples.push_back(pingpong.once());
       }
+      for (int k = 0; k < 3; ++k) {
+        std::this_thread::sleep_for(1ms);
+        watched_samples.push_back(watched.once());
+      }
     }
+    watching.store(false);
+    watch_thread.join();
+    kvWatcher_Destroy(watcher);
     const auto stats = election.stats();
     election.stop();
     const auto s = kvbench::summarize(samples);
     const auto r = kvbench::summarize(raw_samples);
     const auto h = kvbench::summarize(handoff_samples);
+    const auto w = kvbench::summarize(watched_samples);
     set_counters(state, s);
     state.counters["raw_p50_ms"] = r.p50;
     state.counters["raw_p99_ms"] = r.p99;
     state.counters["handoff_p50_ms"] = h.p50;
+    state.counters["watched_raw_p50_ms"] = w.p50;
     state.counters["p50_ratio"] = s.p50 / r.p50;
     state.counters["failed_requests"] = static_cast<double>(stats.failed_requests);
     add_row({"campaign step: leader renewal, send → result processed (TTL " +
@@ -441,6 +466,8 @@ void BM_Renewal(benchmark::State& state) {
              std::to_string(r.n) + " probes between renewals"});
     add_row({"  thread handoff there and back, same run (renewal benchmark)", h, "-",
              "raw p50 + handoff p50 = " + kvbench::ms(r.p50 + h.p50, 3)});
+    add_row({"  raw kvStore_Update of a watched key, same run (renewal benchmark)", w, "-",
+             "renewal p50 = " + kvbench::fixed(s.p50 / w.p50, 2) + " × this p50"});
   } catch (const std::exception& e) {
     state.SkipWithError(e.what());
   }

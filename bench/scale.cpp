@@ -10,7 +10,7 @@
 //      start-up splay; or --start-rate per second) and waits until all N lead, or until no new
 //      win came for --stall-s seconds (then it reports how far it got and why: the errors the
 //      elections reported through OnError, grouped);
-//   2. settles 2 s, then measures a steady-state window (--steady-s, default 30 s; 60 s for the
+//   2. settles 2 s, then measures a steady-state window (--steady-s, default 20 s; 60 s for the
 //      figures in docs/benchmarks.md):
 //        - process CPU-seconds: getrusage(RUSAGE_SELF) user + system, difference over the window;
 //        - peak RSS: VmHWM of /proc/self/status at the end (peak since the process started, so it
@@ -25,8 +25,9 @@
 // each N's row as soon as its child is done, then the whole table.
 //
 // Settings (flag or $KVELECT_BENCH_<NAME>):
-//   --elections 100,1000,5000   --steady-s 30   --memory (memory storage; default file)
-//   --start-rate 0 (elections start()ed per second; 0: all at once)   --stall-s 30
+//   --elections 100,1000,5000   --steady-s 20   --memory (memory storage; default file)
+//   --start-rate 0 (elections start()ed per second; 0: all at once)   --stall-s 20
+//   --stop-limit-s 30 (stopping all elections may take this long; then the child leaves without)
 //   --child-timeout-s 600 (a child still running then is killed; its figures so far are kept)
 #include "bench_util.hpp"
 
@@ -42,6 +43,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -115,7 +117,8 @@ std::string mib(const char* field) {
   return kvbench::fixed(static_cast<double>(kvbench::proc_status_kib(field)) / 1024, 1);
 }
 
-int child(long n, double steady_s, bool memory, double start_rate, double stall_s) {
+int child(long n, double steady_s, bool memory, double start_rate, double stall_s,
+          double stop_limit_s) {
   Result r;
   r["n"] = std::to_string(n);
   std::istringstream load(kvbench::load_average());
@@ -247,21 +250,37 @@ int child(long n, double steady_s, bool memory, double start_rate, double stall_
   emit(r);
   r.clear();
   // Stop everything, from several threads: one stop() waits for the release round trip and for
-  // the election's threads to end.
+  // the election's threads to end. Bounded by --stop-limit-s: elections that cannot reach the
+  // server (a collapsed start-up) would take minutes, so then the process leaves without them.
   const auto t_stop = Clock::now();
-  {
-    const std::size_t workers =
-        std::min<std::size_t>(32, std::max<std::size_t>(1, elections.size()));
-    std::atomic<std::size_t> next{0};
-    std::vector<std::thread> stoppers;
-    for (std::size_t w = 0; w < workers; ++w)
-      stoppers.emplace_back([&] {
-        for (std::size_t i = next++; i < elections.size(); i = next++)
-          elections[i].reset();
-      });
-    for (auto& t : stoppers)
-      t.join();
+  const std::size_t workers = std::min<std::size_t>(32, std::max<std::size_t>(1, elections.size()));
+  std::atomic<std::size_t> next{0}, stopped{0};
+  std::vector<std::thread> stoppers;
+  for (std::size_t w = 0; w < workers; ++w)
+    stoppers.emplace_back([&] {
+      for (std::size_t i = next++; i < elections.size(); i = next++) {
+        elections[i].reset();
+        ++stopped;
+      }
+    });
+  while (stopped.load() < elections.size() &&
+         kvbench::ms_between(t_stop, Clock::now()) < stop_limit_s * 1000)
+    std::this_thread::sleep_for(20ms);
+  if (stopped.load() < elections.size()) {
+    r["stop_all_s"] = "> " + kvbench::fixed(stop_limit_s, 0) + " (" +
+                      std::to_string(stopped.load()) + " of " + std::to_string(elections.size()) +
+                      " stopped)";
+    emit(r);
+    // The stuck elections cannot be joined: end the process without destructors. The server
+    // goes with it (PR_SET_PDEATHSIG); its temporary store is removed here.
+    const std::string store = server.store_dir();
+    server.kill();
+    std::error_code ignored;
+    std::filesystem::remove_all(store, ignored);
+    std::_Exit(0);
   }
+  for (auto& t : stoppers)
+    t.join();
   r["stop_all_s"] = kvbench::fixed(kvbench::ms_between(t_stop, Clock::now()) / 1000, 2);
   emit(r);
   return 0;
@@ -386,17 +405,18 @@ std::vector<std::string> row(const Result& r) {
 
 int main(int argc, char** argv) {
   kvbench::Settings settings(argc, argv);
-  const double steady_s = settings.real("steady-s", 30);
+  const double steady_s = settings.real("steady-s", 20);
   const bool memory = settings.flag("memory");
   const double start_rate = settings.real("start-rate", 0);
-  const double stall_s = settings.real("stall-s", 30);
+  const double stall_s = settings.real("stall-s", 20);
   const double timeout_s = settings.real("child-timeout-s", 600);
+  const double stop_limit_s = settings.real("stop-limit-s", 30);
   if (!kvelect::testing::nats_server_available()) {
     std::fprintf(stderr, "nats-server not found (PATH, /usr/sbin)\n");
     return 77;
   }
   if (const long n = settings.integer("child", 0); n > 0)
-    return child(n, steady_s, memory, start_rate, stall_s);
+    return child(n, steady_s, memory, start_rate, stall_s, stop_limit_s);
 
   const auto ns = settings.list("elections", {100, 1000, 5000});
   std::printf("kvelect-bench-scale: one process, one connection, one member per election, TTL 5 s, "

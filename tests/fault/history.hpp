@@ -9,6 +9,14 @@
 // reports every pair of intervals of different members that overlap, plus the longest stretch
 // without a leader.
 //
+// A lease-based election is only as safe as its lease guard is long compared with how late a
+// process runs: a member that is runnable but gets no CPU for longer than the guard fires its
+// OnLost late, whatever the library does. So that a loaded test machine does not pass for a
+// library bug, the History samples the scheduler statistics of every member process
+// (watch_process): an overlap that follows such a stall of the member that should have stood
+// down is reported as inconclusive, not as a failure. A member blocked in a system call (in
+// the network, say) is not runnable and does not count as starved.
+//
 // MemberProcess: one election member in a process of its own (fork/exec of the member binary,
 // PR_SET_PDEATHSIG), whose stdout lines are read on a thread and fed into a History. The test
 // can SIGKILL, SIGTERM, SIGSTOP/SIGCONT and SIGUSR1 (resign) it; the destructor always kills and

@@ -148,8 +148,11 @@ TEST_F(NetworkFaults, LeaderConnectionsResetThenHealed) {
   cut_.reset();
 }
 
-// 200 ms each way with a 1 s TTL: renewals still fit in the lease (sent at least 250 ms before
-// it ends), watches run late. Leadership may change; it must never overlap.
+// 200 ms each way with a 1 s TTL, for the first leader and one candidate. A renewal is sent
+// 250 ms before the lease it renews ends (docs/protocol.md, "Renewal") but needs a 400 ms round
+// trip here, so the slow leader's lease runs out before each reply, and it takes the key back
+// ("late renewal landed: reclaiming"): leadership changes about every TTL. It must never
+// overlap.
 TEST_F(NetworkFaults, DelayedMembersNeverOverlap) {
   constexpr auto ttl = 1s;
   make(ttl);
