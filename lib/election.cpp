@@ -123,6 +123,7 @@ Election::Impl::Impl(std::string name, std::string key, kvStore* bucket,
   for (const auto& option : options)
     if (option.apply)
       option.apply(config_);
+  executor_ = config_.executor;
 
   if (!observe_only_) {
     if (name_.empty())
@@ -211,6 +212,17 @@ void Election::Impl::start() {
   }
   if (thread_.joinable()) // a loop that ended by itself (fatal error, stop from a callback)
     thread_.join();
+  if (executor_) {
+    try {
+      executor_->attach(shared_from_this());
+    } catch (...) {
+      std::lock_guard lock(mu_);
+      running_ = false;
+      public_state_ = State::Unknown;
+      throw;
+    }
+    return;
+  }
   // The thread keeps the Impl alive, so an Election destroyed from its own callback does not
   // pull the loop's state from under it.
   thread_ = std::jthread(
@@ -218,6 +230,16 @@ void Election::Impl::start() {
 }
 
 void Election::Impl::run(std::stop_token stop) {
+  if (executor_) {
+    // The executor runs the steps; the caller's thread only waits for the token or the end.
+    start();
+    {
+      std::unique_lock lock(mu_);
+      changed_.wait(lock, stop, [this] { return !running_; });
+    }
+    this->stop();
+    return;
+  }
   {
     std::lock_guard lock(mu_);
     if (running_)
@@ -242,11 +264,25 @@ void Election::Impl::stop() noexcept {
       lose("stopped");
     return;
   }
+  if (executor_ && on_executor_thread()) {
+    // From a callback of another election of the same executor: the executor's thread is
+    // ours, so this election's steps run here until it has ended.
+    {
+      std::lock_guard lock(mu_);
+      if (!running_)
+        return;
+      stop_requested_ = true;
+    }
+    drive_here();
+    return;
+  }
   std::lock_guard life(lifecycle_mu_);
   {
     std::unique_lock lock(mu_);
     stop_requested_ = true;
     wake_.notify_all();
+    if (executor_)
+      executor_->wake(this);
     // run() on another thread: wait for it to leave the loop.
     changed_.wait(lock, [this] { return !running_; });
   }
@@ -255,16 +291,64 @@ void Election::Impl::stop() noexcept {
 }
 
 bool Election::Impl::on_loop_thread() const noexcept {
+  if (executor_)
+    return executor_->on_thread() && stepping_; // stepping_ is only touched on that thread
   std::lock_guard lock(mu_);
   return running_ && loop_thread_id_ == std::this_thread::get_id();
+}
+
+bool Election::Impl::on_executor_thread() const noexcept {
+  return executor_ && executor_->on_thread();
 }
 
 void Election::Impl::post(Inbox item) {
   {
     std::lock_guard lock(mu_);
+    if (const auto* result = std::get_if<IoResult>(&item); result && result->run != run_generation_)
+      return; // a result of an earlier run, finished on a shared request thread
     inbox_.push_back(std::move(item));
   }
   wake_.notify_all();
+  if (executor_)
+    executor_->wake(this);
+}
+
+void Election::Impl::post_io(std::function<void()> job) {
+  if (executor_)
+    executor_->post_io(std::move(job));
+  else
+    io_->post(std::move(job));
+}
+
+std::optional<Election::Impl::TimePoint> Election::Impl::executor_step() {
+  if (!begun_) {
+    begin_run();
+    begun_ = true;
+  }
+  stepping_ = true;
+  const bool go = step();
+  stepping_ = false;
+  if (!go) {
+    finish();
+    begun_ = false;
+    return std::nullopt;
+  }
+  std::lock_guard lock(mu_);
+  return next_deadline();
+}
+
+void Election::Impl::drive_here() {
+  for (;;) {
+    const auto next = executor_step();
+    if (!next) {
+      executor_->detach(this);
+      return;
+    }
+    std::unique_lock lock(mu_);
+    const auto now = Clock::now();
+    wake_.wait_until(lock, std::min<TimePoint>(*next, now + 1s),
+                     [this] { return !inbox_.empty(); });
+  }
 }
 
 void Election::Impl::reset_for_run() {
@@ -303,105 +387,138 @@ void Election::Impl::loop(std::stop_token external) {
     }
     wake_.notify_all();
   });
+  begin_run();
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      const TimePoint deadline = next_deadline();
+      wake_.wait_until(lock, deadline, [this] {
+        // While draining only results matter: the stop has been seen.
+        return !inbox_.empty() ||
+               (!draining_ && (stop_requested_ || resign_requests_ != resign_handled_));
+      });
+    }
+    if (!step())
+      break;
+  }
+  finish();
+}
+
+void Election::Impl::begin_run() {
   {
     std::lock_guard lock(mu_);
     loop_thread_id_ = std::this_thread::get_id();
     public_state_ = observe_only_ ? State::Unknown : State::Candidate;
     inbox_.clear();
+    ++run_generation_;
   }
   reset_for_run();
-  io_ = std::make_unique<detail::IoWorker>();
-  watch_ = std::make_unique<detail::KeyWatch>(bucket_, key_,
-                                              [this](WatchEvent event) { post(std::move(event)); });
+  draining_ = release_sent_ = false;
+  auto sink = [this](WatchEvent event) { post(std::move(event)); };
+  if (executor_) {
+    watch_ = executor_->watch(bucket_, key_, sink);
+  } else {
+    io_ = std::make_unique<detail::IoWorker>();
+    watch_ = std::make_unique<detail::KeyWatch>(bucket_, key_, sink);
+  }
   debugf("campaigning as '{}' for '{}': ttl {} ms, interval {} ms, lease guard {} ms", name_, key_,
          ttl_ms_.count(), interval_ms_.count(), duration_cast<milliseconds>(guard_).count());
+}
 
-  for (;;) {
-    std::deque<Inbox> batch;
-    bool stop = false;
-    {
-      std::unique_lock lock(mu_);
-      const TimePoint deadline = next_deadline();
-      wake_.wait_until(lock, deadline, [this] {
-        return !inbox_.empty() || stop_requested_ || resign_requests_ != resign_handled_;
-      });
-      batch.swap(inbox_);
-      stop = stop_requested_;
-    }
+bool Election::Impl::step() {
+  std::deque<Inbox> batch;
+  bool stop = false;
+  {
+    std::lock_guard lock(mu_);
+    batch.swap(inbox_);
+    stop = stop_requested_;
+  }
+  if (!draining_) {
     // The lease is checked before anything else is looked at: a process that was paused past
     // its lease reports OnLost first (docs/protocol.md, "Lease").
     TimePoint now = Clock::now();
     check_lease(now);
-    if (stop || stopping_ || fatal_)
-      break;
-    for (auto& item : batch) {
-      std::visit([&](auto& event) { handle(event, now); }, item);
-      pump_pending(now);
-      now = Clock::now();
-      check_lease(now);
-      if (fatal_ || stopping_)
-        break;
-    }
-    if (fatal_ || stopping_)
-      break;
-    {
-      std::unique_lock lock(mu_);
-      if (resign_requests_ != resign_handled_) {
-        const std::uint64_t target = resign_requests_;
-        lock.unlock();
-        const bool led = step_down("resigned", held_revision_);
-        lock.lock();
-        resign_handled_ = target;
-        last_resign_result_ = led;
-        changed_.notify_all();
+    if (!stop && !stopping_ && !fatal_) {
+      std::size_t handled = 0;
+      while (handled < batch.size()) {
+        std::visit([&](auto& event) { handle(event, now); }, batch[handled++]);
+        pump_pending(now);
+        now = Clock::now();
+        check_lease(now);
+        if (fatal_ || stopping_)
+          break;
+      }
+      // What was not handled goes to the drain below (a request's result among it).
+      batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(handled));
+      if (!fatal_ && !stopping_) {
+        std::unique_lock lock(mu_);
+        if (resign_requests_ != resign_handled_) {
+          const std::uint64_t target = resign_requests_;
+          lock.unlock();
+          const bool led = step_down("resigned", held_revision_);
+          lock.lock();
+          resign_handled_ = target;
+          last_resign_result_ = led;
+          changed_.notify_all();
+        }
+      }
+      if (!fatal_ && !stopping_) {
+        run_timers(Clock::now());
+        pump_pending(Clock::now());
       }
     }
-    run_timers(Clock::now());
-    pump_pending(Clock::now());
-    if (fatal_ || stopping_)
-      break;
+    {
+      std::lock_guard lock(mu_);
+      stop = stop || stop_requested_;
+    }
+    if (!stop && !stopping_ && !fatal_)
+      return true;
+    begin_drain();
   }
-  teardown();
+  return drain(batch);
 }
 
-void Election::Impl::teardown() {
+void Election::Impl::begin_drain() {
   stopping_ = true;
+  draining_ = true;
   if (role_ == Role::leader)
     lose("stopped");
   role_ = Role::idle;
+  // The release below waits for the request in flight and for its own reply, bounded: a server
+  // that does not answer costs at most this long (docs/protocol.md, "Release").
+  give_up_ = Clock::now() + std::min<Duration>(ttl_, 5s);
+}
+
+bool Election::Impl::drain(std::deque<Inbox>& batch) {
+  for (auto& item : batch)
+    if (auto* result = std::get_if<IoResult>(&item)) {
+      io_busy_ = false;
+      const bool wrote = result->purpose == Purpose::renew || result->purpose == Purpose::acquire;
+      if (wrote && result->write.outcome == Outcome::ok)
+        held_revision_ = result->write.revision;
+      else if (result->purpose == Purpose::release)
+        release_wanted_ = 0;
+    }
   // Release the key so that a successor takes over at once (docs/protocol.md, "Release"). Only
   // a revision-checked write: if anyone wrote since our last renewal, the release fails and
   // touches nothing.
-  if (!fatal_ && config_.release_on_stop && !observe_only_) {
-    // Wait for the request in flight (bounded: it ends within the connection's request timeout).
-    const auto give_up = Clock::now() + std::min<Duration>(ttl_, 5s);
-    auto wait_for_io = [&] {
-      while (io_busy_ && Clock::now() < give_up) {
-        std::deque<Inbox> batch;
-        {
-          std::unique_lock lock(mu_);
-          wake_.wait_until(lock, give_up, [this] { return !inbox_.empty(); });
-          batch.swap(inbox_);
-        }
-        for (auto& item : batch)
-          if (auto* result = std::get_if<IoResult>(&item)) {
-            io_busy_ = false;
-            const bool wrote =
-                result->purpose == Purpose::renew || result->purpose == Purpose::acquire;
-            if (wrote && result->write.outcome == Outcome::ok)
-              held_revision_ = result->write.revision;
-            else if (result->purpose == Purpose::release)
-              release_wanted_ = 0;
-          }
-      }
-    };
-    wait_for_io();
-    const std::uint64_t revision = held_revision_ != 0 ? held_revision_ : release_wanted_;
-    if (!io_busy_ && revision != 0) {
-      send_write(Purpose::release, std::string(detail::kReleasedValue), revision, Vacancy::clean);
-      wait_for_io();
-    }
-  }
+  if (fatal_ || !config_.release_on_stop || observe_only_)
+    return false;
+  if (Clock::now() >= give_up_)
+    return false;
+  if (io_busy_)
+    return true; // the request in flight first, or the release's own reply
+  if (release_sent_)
+    return false;
+  const std::uint64_t revision = held_revision_ != 0 ? held_revision_ : release_wanted_;
+  if (revision == 0)
+    return false;
+  send_write(Purpose::release, std::string(detail::kReleasedValue), revision, Vacancy::clean);
+  release_sent_ = true;
+  return true;
+}
+
+void Election::Impl::finish() {
   watch_.reset();
   io_.reset();
   {
@@ -414,14 +531,17 @@ void Election::Impl::teardown() {
     running_ = false;
     loop_thread_id_ = {};
     inbox_.clear();
+    ++run_generation_; // results still on their way belong to no run
   }
   changed_.notify_all();
   debugf("left election '{}'", key_);
 }
 
 Election::Impl::TimePoint Election::Impl::next_deadline() const {
-  TimePoint next = std::min({next_renewal_, retry_at_, guard_until_, term_end_, next_health_,
-                             watch_deadline_});
+  if (draining_)
+    return give_up_;
+  TimePoint next =
+      std::min({next_renewal_, retry_at_, guard_until_, term_end_, next_health_, watch_deadline_});
   // Only the roles whose run_timers() branch advances these timers may wait for them; otherwise
   // a past deadline would wake the loop again at once (a leader busy-looping).
   if (role_ == Role::candidate)
@@ -547,8 +667,11 @@ void Election::Impl::send_write(Purpose purpose, std::string value, std::uint64_
     std::lock_guard lock(mu_);
     ++stats_.create_attempts;
   }
-  io_->post([this, purpose, value = std::move(value), expected, vacancy, sent] {
+  // The job holds the election: on an executor's request thread it can outlive the run.
+  post_io([this, self = shared_from_this(), run = run_generation_, purpose,
+           value = std::move(value), expected, vacancy, sent] {
     IoResult result;
+    result.run = run;
     result.purpose = purpose;
     result.write = port_->write(key_, value, expected);
     result.sent = sent;
@@ -561,8 +684,9 @@ void Election::Impl::send_write(Purpose purpose, std::string value, std::uint64_
 void Election::Impl::send_read(Purpose origin, std::uint64_t hint, Vacancy vacancy) {
   io_busy_ = true;
   const TimePoint sent = Clock::now();
-  io_->post([this, origin, hint, vacancy, sent] {
+  post_io([this, self = shared_from_this(), run = run_generation_, origin, hint, vacancy, sent] {
     IoResult result;
+    result.run = run;
     result.purpose = Purpose::read_after_race;
     result.origin = origin;
     result.read = port_->read(key_);
@@ -580,8 +704,9 @@ void Election::Impl::send_probe(TimePoint now) {
     return;
   next_probe_ = now + 1s;
   io_busy_ = true;
-  io_->post([this] {
+  post_io([this, self = shared_from_this(), run = run_generation_] {
     IoResult result;
+    result.run = run;
     result.purpose = Purpose::probe;
     try {
       (void)bucket_info(bucket_);
@@ -783,6 +908,12 @@ void Election::Impl::handle_renew(IoResult& result, TimePoint now) {
       std::lock_guard lock(mu_);
       lease_deadline_ = result.sent + ttl_ - guard_;
     } else if (role_ == Role::candidate && !stopping_) {
+      if (release_wanted_ != 0) {
+        // We meant to give the key back (become_leader): give back this newer revision.
+        release_wanted_ = w.revision;
+        held_revision_ = 0;
+        return;
+      }
       // The renewal landed after our lease had already ended: we still hold the key and nobody
       // else can have won it since, so take it back with a fresh revision check.
       debugf("late renewal landed at revision {}: reclaiming", w.revision);
@@ -798,6 +929,10 @@ void Election::Impl::handle_renew(IoResult& result, TimePoint now) {
       lose("renewal failed: the key was changed by someone else");
     else
       role_ = Role::candidate;
+    // Someone else changed the key: an eviction mark, an operator, a member that took it after
+    // our lease ended. Whatever it was, we must not take it straight back: the others get the
+    // first chance, as after a resign (the reply can arrive before the watch shows the change).
+    cooldown_until_ = now + ttl_;
     view_.kind = KeyView::Kind::unknown;
     send_read(Purpose::renew, w.current, Vacancy::guarded);
     return;
@@ -833,11 +968,12 @@ void Election::Impl::handle_read(IoResult& result, TimePoint now) {
   if (after_unknown && entry.op == Op::put && entry.value == name_ &&
       entry.revision > result.expected) {
     if (role_ == Role::candidate && !stopping_) {
-      // Our campaign write landed. The lease counts from the request's send time.
-      IoResult landed = result;
-      landed.purpose = Purpose::acquire;
-      landed.write = {Outcome::ok, entry.revision, 0, false, Errc::ok, {}};
-      handle_acquire(landed, now);
+      // A write of ours landed (this campaign's, or an older renewal that arrived late), but
+      // the server stamped it at a time we do not know, so no lease can count from it. Take the
+      // key back with a revision-checked write: it succeeds only if nobody wrote since, and its
+      // lease counts from its own send time (docs/protocol.md, "Unknown outcomes").
+      debugf("a write of unknown outcome landed at revision {}: reclaiming", entry.revision);
+      send_write(Purpose::acquire, name_, entry.revision, result.vacancy);
       return;
     }
     if (role_ == Role::leader || role_ == Role::pending) {
@@ -858,6 +994,7 @@ void Election::Impl::handle_read(IoResult& result, TimePoint now) {
       lose("renewal outcome unknown and the key no longer holds our revision");
     else
       role_ = Role::candidate;
+    cooldown_until_ = now + ttl_; // as after a lost revision check (handle_renew)
   }
   if (entry.op == Op::absent && result.expected != 0) {
     // The write's revision check named a revision, yet no live value is there: a tombstone.
@@ -1015,6 +1152,33 @@ void Election::Impl::observe(const Entry& entry, TimePoint now, bool from_watch)
 // Transitions
 
 void Election::Impl::become_leader(TimePoint now) {
+  // The win's reply, or the end of the takeover guard, may come after the lease it started has
+  // already ended (a stalled process, a reply slower than TTL − guard). OnWon must never fire
+  // for an ended lease. Taking the key back would only repeat the race on a link that slow, and
+  // the key would stay ours without a leader, so give it back (revision-checked: it touches
+  // nothing if someone else wrote) and let the others go first (docs/protocol.md, "Lease").
+  now = std::max(now, Clock::now());
+  TimePoint deadline;
+  {
+    std::lock_guard lock(mu_);
+    deadline = lease_deadline_;
+  }
+  if (now >= deadline) {
+    role_ = Role::candidate;
+    guard_until_ = TimePoint::max();
+    next_renewal_ = TimePoint::max();
+    cooldown_until_ = now + ttl_;
+    const auto revision = std::exchange(held_revision_, 0);
+    debugf("the lease of revision {} ended before the win could be announced: releasing it",
+           revision);
+    if (revision != 0) {
+      if (io_busy_)
+        release_wanted_ = revision; // a renewal in flight: see handle_renew
+      else
+        send_write(Purpose::release, std::string(detail::kReleasedValue), revision, Vacancy::clean);
+    }
+    return;
+  }
   role_ = Role::leader;
   guard_until_ = TimePoint::max();
   failed_campaigns_ = 0;
@@ -1210,6 +1374,8 @@ std::optional<std::string> Election::Impl::read_leader() const {
 }
 
 bool Election::Impl::await(std::chrono::milliseconds timeout) {
+  if (on_executor_thread()) // waiting would stop every election of the executor
+    return is_leader();
   const auto deadline = Clock::now() + duration_cast<Duration>(std::min<milliseconds>(
                                            std::max(timeout, 0ms), milliseconds(24h * 365)));
   std::unique_lock lock(mu_);
@@ -1225,6 +1391,8 @@ bool Election::Impl::await(std::chrono::milliseconds timeout) {
 }
 
 bool Election::Impl::await(std::stop_token stop) {
+  if (on_executor_thread())
+    return is_leader();
   std::unique_lock lock(mu_);
   for (;;) {
     if (public_state_ == State::Leader && Clock::now() < lease_deadline_)
@@ -1248,11 +1416,29 @@ std::stop_token Election::Impl::leadership() const {
 bool Election::Impl::resign() {
   if (on_loop_thread())
     return step_down("resigned", held_revision_);
+  if (on_executor_thread()) {
+    // A callback of another election of the same executor: run one step of this one here.
+    std::uint64_t ticket = 0;
+    {
+      std::lock_guard lock(mu_);
+      if (!running_)
+        return false;
+      ticket = ++resign_requests_;
+    }
+    if (!executor_step())
+      executor_->detach(this);
+    else
+      executor_->wake(this); // the executor reschedules it after this out-of-turn step
+    std::lock_guard lock(mu_);
+    return resign_handled_ >= ticket && last_resign_result_;
+  }
   std::unique_lock lock(mu_);
-  if (!running_ || loop_thread_id_ == std::thread::id{})
+  if (!running_)
     return false;
   const std::uint64_t ticket = ++resign_requests_;
   wake_.notify_all();
+  if (executor_)
+    executor_->wake(this);
   changed_.wait(lock, [&] { return resign_handled_ >= ticket || !running_; });
   return resign_handled_ >= ticket && last_resign_result_;
 }

@@ -6,6 +6,7 @@
 #include <kvelect/election.hpp>
 
 #include "clock.hpp"
+#include "executor.hpp"
 #include "kv.hpp"
 #include "watch.hpp"
 
@@ -44,7 +45,8 @@ private:
 
 } // namespace detail
 
-class Election::Impl : public std::enable_shared_from_this<Election::Impl> {
+class Election::Impl : public detail::Steppable,
+                       public std::enable_shared_from_this<Election::Impl> {
 public:
   using Clock = detail::LeaseClock;
   using TimePoint = Clock::time_point;
@@ -52,7 +54,7 @@ public:
 
   Impl(std::string name, std::string key, kvStore* bucket, const std::vector<Option>& options,
        bool observe_only);
-  ~Impl();
+  ~Impl() override;
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
   Impl(Impl&&) = delete;
@@ -60,7 +62,8 @@ public:
 
   void start();
   void run(std::stop_token stop);
-  void stop() noexcept;
+  void stop() noexcept override;
+  std::optional<TimePoint> executor_step() override;
 
   bool is_leader() const;
   State state() const;
@@ -99,13 +102,23 @@ private:
     std::uint64_t expected = 0;
     Vacancy vacancy = Vacancy::guarded;
     Purpose origin = Purpose::acquire; // for reads: the write they follow up
+    std::uint64_t run = 0;             // the run that sent it (a late result of an earlier run
+                                       // is dropped)
   };
   using Inbox = std::variant<detail::WatchEvent, IoResult>;
 
-  // Loop.
+  // Loop. A run is begin_run(), step() until it returns false, finish(): on a thread of its own
+  // (loop()) or on an Executor's thread (executor_step()).
   void loop(std::stop_token external);
+  void begin_run();
+  bool step();
+  void begin_drain();
+  bool drain(std::deque<Inbox>& batch);
+  void finish();
   void reset_for_run();
-  void teardown();
+  void drive_here(); // stop() of this election on its executor's thread, from a callback
+  void post_io(std::function<void()> job);
+  bool on_executor_thread() const noexcept;
   TimePoint next_deadline() const;
   void check_lease(TimePoint now);
   void run_timers(TimePoint now);
@@ -145,6 +158,7 @@ private:
   kvStore* const bucket_;
   Config config_;
   const bool observe_only_;
+  std::shared_ptr<detail::ExecutorState> executor_; // null: threads of its own
   std::chrono::milliseconds ttl_ms_{0};
   std::chrono::milliseconds interval_ms_{0};
   Duration ttl_{};
@@ -173,11 +187,17 @@ private:
   std::optional<std::string> leader_;
   std::stop_source leadership_{std::nostopstate};
   Stats stats_;
+  std::uint64_t run_generation_ = 0;
 
   // Loop-owned state: only the loop thread touches it.
   Role role_ = Role::idle;
   KeyView view_;
   bool stopping_ = false;
+  bool begun_ = false;    // executor mode: begin_run() has run for the current run
+  bool stepping_ = false; // a step of this election is on the stack (executor mode)
+  bool draining_ = false; // stopping: waiting for the request in flight and the release
+  bool release_sent_ = false;
+  TimePoint give_up_{};
   bool fatal_ = false;
   bool io_busy_ = false;
   bool attempt_wanted_ = false;
@@ -209,7 +229,7 @@ private:
   bool leader_reported_ = false;
   std::optional<std::string> reported_leader_;
   std::unique_ptr<detail::IoWorker> io_;
-  std::unique_ptr<detail::KeyWatch> watch_;
+  std::unique_ptr<detail::WatchHandle> watch_;
 };
 
 } // namespace kvelect

@@ -25,7 +25,8 @@ std::error_code make_error_code(Errc code) noexcept {
 Error::Error(Errc code, const std::string& message) : std::runtime_error(message), code_(code) {}
 
 bool Error::fatal() const noexcept {
-  return code_ == Errc::bucket_deleted || code_ == Errc::permission_denied;
+  return code_ == Errc::bucket_deleted || code_ == Errc::permission_denied ||
+         code_ == Errc::connection_closed;
 }
 
 const char* to_string(Errc code) noexcept {

@@ -9,10 +9,13 @@ struct __kvWatcher;
 typedef struct __kvWatcher kvWatcher; // NOLINT(modernize-use-using)
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <vector>
 
 namespace kvelect::detail {
 
@@ -28,17 +31,31 @@ struct WatchEvent {
   std::uint64_t generation = 0; // which incarnation of the watcher produced this event
 };
 
-class KeyWatch {
-public:
-  using Sink = std::function<void(WatchEvent)>;
-  KeyWatch(kvStore* bucket, std::string key, Sink sink);
-  ~KeyWatch();
-  KeyWatch(const KeyWatch&) = delete;
-  KeyWatch& operator=(const KeyWatch&) = delete;
+using WatchSink = std::function<void(WatchEvent)>;
 
+// What an election holds of its watch: events arrive through the sink it gave, until the handle
+// is destroyed (no event is delivered after its destructor returns).
+class WatchHandle {
+public:
+  WatchHandle() = default;
+  virtual ~WatchHandle() = default;
+  WatchHandle(const WatchHandle&) = delete;
+  WatchHandle& operator=(const WatchHandle&) = delete;
+  WatchHandle(WatchHandle&&) = delete;
+  WatchHandle& operator=(WatchHandle&&) = delete;
   // Drops the current watcher and makes a new one (nats.c#988: a watcher can go silent after a
-  // reconnect, and the only cure is a new one). Returns at once; the thread does the work.
-  void recreate() noexcept;
+  // reconnect, and the only cure is a new one). Returns at once; a watch thread does the work.
+  virtual void recreate() noexcept = 0;
+};
+
+// One key, one cnats watcher, one thread: the default, one per Election.
+class KeyWatch final : public WatchHandle {
+public:
+  using Sink = WatchSink;
+  KeyWatch(kvStore* bucket, std::string key, Sink sink);
+  ~KeyWatch() override;
+
+  void recreate() noexcept override;
 
 private:
   void pump(std::stop_token stop);
@@ -51,6 +68,46 @@ private:
   std::atomic<bool> recreate_{false};
   std::mutex mu_;
   kvWatcher* current_ = nullptr; // guarded by mu_; owned by the pump thread
+  std::jthread thread_;
+};
+
+// One watcher on a whole bucket, shared by every election of an Executor on that bucket: one
+// thread and one server-side consumer instead of one per election. Entries are handed to the
+// subscribers of their key; a subscriber that joins late gets the key's last entry first.
+class BucketWatch {
+public:
+  explicit BucketWatch(kvStore* bucket);
+  ~BucketWatch();
+  BucketWatch(const BucketWatch&) = delete;
+  BucketWatch& operator=(const BucketWatch&) = delete;
+  BucketWatch(BucketWatch&&) = delete;
+  BucketWatch& operator=(BucketWatch&&) = delete;
+
+  std::unique_ptr<WatchHandle> subscribe(std::string key, WatchSink sink);
+  // Recreates the bucket's watcher; at most once per kMinRecreateGap, however many ask.
+  void recreate() noexcept;
+
+private:
+  class Subscription;
+  struct Subscriber {
+    std::uint64_t id;
+    WatchSink sink;
+  };
+  void pump(std::stop_token stop);
+  void unsubscribe(const std::string& key, std::uint64_t id);
+  void deliver_all(const WatchEvent& event); // with mu_ held
+  void interrupt() noexcept;
+
+  kvStore* bucket_;
+  std::mutex mu_; // guards everything below; held while sinks run
+  std::unordered_map<std::string, std::vector<Subscriber>> subscribers_;
+  std::unordered_map<std::string, Entry> last_; // the last entry of each key seen
+  bool initial_done_ = false;
+  std::uint64_t next_id_ = 1;
+  std::chrono::steady_clock::time_point last_recreate_{};
+  std::atomic<bool> recreate_{false};
+  std::mutex watcher_mu_;
+  kvWatcher* current_ = nullptr; // guarded by watcher_mu_; owned by the pump thread
   std::jthread thread_;
 };
 

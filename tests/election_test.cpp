@@ -9,6 +9,8 @@
 
 #include <condition_variable>
 
+#include <sys/resource.h>
+
 namespace kvelect::testing {
 namespace {
 
@@ -72,6 +74,36 @@ TEST_F(ElectionTest, OneCandidateWins) {
   e->stop();
   EXPECT_EQ(e->state(), State::Unknown);
   EXPECT_FALSE(e->is_leader());
+}
+
+// The campaign threads sleep between deadlines. An earlier bug woke a leader's thread again and
+// again on a candidate-only timer that had passed: a whole core per leader, found by the scale
+// benchmark. A leader and a candidate renewing every 250 ms (TTL 1 s) use a few milliseconds of
+// CPU a second; a busy loop would use the whole wall time.
+TEST_F(ElectionTest, LeaderAndCandidateSleepBetweenDeadlines) {
+  auto leader = member("a");
+  leader->start();
+  ASSERT_TRUE(leader->await(5s));
+  auto candidate = member("b");
+  candidate->start();
+  ASSERT_TRUE(eventually([&] { return candidate->leader() == std::optional<std::string>("a"); }));
+  auto cpu_seconds = [] {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+  };
+  const auto wall_start = std::chrono::steady_clock::now();
+  const double cpu_start = cpu_seconds();
+  std::this_thread::sleep_for(3s);
+  const double cpu = cpu_seconds() - cpu_start;
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  EXPECT_TRUE(leader->is_leader());
+  EXPECT_LT(cpu, 0.25 * wall) << "the process used " << cpu << " CPU-s in " << wall
+                              << " s with one leader and one candidate";
+  candidate->stop();
+  leader->stop();
 }
 
 TEST_F(ElectionTest, ManyCandidatesExactlyOneLeader) {

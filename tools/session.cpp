@@ -6,9 +6,8 @@
 namespace kvelect::cli {
 
 bool ElectionSession::ends_campaign(const Error& error) {
-  // Error::fatal() covers bucket_deleted and permission_denied; a closed connection also ends
-  // the campaign loop.
-  return error.fatal() || error.code() == Errc::connection_closed;
+  // Error::fatal(): bucket_deleted, permission_denied, connection_closed end the campaign loop.
+  return error.fatal();
 }
 
 ElectionSession::ElectionSession(const CommonOptions& common, const ElectionFlags& flags,

@@ -48,7 +48,8 @@ public:
 
   /// The kvelect error code.
   Errc code() const noexcept { return code_; }
-  /// True for errors after which a campaign loop cannot go on (bucket deleted, permission denied).
+  /// True for errors after which a campaign loop cannot go on (bucket deleted, permission denied,
+  /// connection closed).
   bool fatal() const noexcept;
 
 private:

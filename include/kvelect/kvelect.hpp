@@ -6,6 +6,7 @@
 #include <kvelect/backoff.hpp>
 #include <kvelect/election.hpp>
 #include <kvelect/error.hpp>
+#include <kvelect/executor.hpp>
 #include <kvelect/nats.hpp>
 #include <kvelect/options.hpp>
 #include <kvelect/state.hpp>

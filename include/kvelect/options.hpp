@@ -18,6 +18,10 @@
 
 namespace kvelect {
 
+namespace detail {
+class ExecutorState;
+}
+
 /// The fencing token: the KV revision of the write that won leadership. It only grows across
 /// leaders of one bucket; see docs/fencing.md.
 using Token = std::uint64_t;
@@ -44,6 +48,9 @@ struct Config {
   std::chrono::milliseconds health_interval{1000}; ///< how often health_check runs
   /// Passive member (kvelect::Observer): watches and reports, never writes.
   bool observe_only = false;
+  /// Set by WithExecutor (include/kvelect/executor.hpp): run on a shared executor. Null: the
+  /// election has threads of its own.
+  std::shared_ptr<detail::ExecutorState> executor;
 };
 
 /// One option. Build them with the functions below.

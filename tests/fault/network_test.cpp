@@ -15,6 +15,20 @@ using Mode = FaultProxy::Mode;
 
 std::int64_t ns_of(std::chrono::nanoseconds d) { return d.count(); }
 
+// When the last value `member` wrote before `before_ns` expires on the server: its server stamp
+// (or, without one, when the test saw it) + TTL. A leadership of `member` that ends later than
+// this outlived its key. 0 if `member` wrote nothing before `before_ns`.
+std::int64_t value_expiry(const KeyWatcher& watcher, const std::string& member,
+                          std::int64_t before_ns, std::chrono::nanoseconds ttl) {
+  std::int64_t expiry = 0;
+  for (const auto& e : watcher.entries()) {
+    const std::int64_t stored = e.stamp_ns != 0 ? e.stamp_ns : e.ns;
+    if (e.op == "put" && e.value == member && stored < before_ns)
+      expiry = std::max(expiry, stored + ns_of(ttl));
+  }
+  return expiry;
+}
+
 const char* mode_name(Mode mode) {
   switch (mode) {
   case Mode::pass: return "pass";
@@ -148,6 +162,74 @@ TEST_F(NetworkFaults, LeaderConnectionsResetThenHealed) {
   cut_.reset();
 }
 
+// A member whose replies come later than the lease they would start must never announce a win.
+//
+// Set-up (TTL 1 s, so lease = send + 900 ms; request timeout 3 s): "slow" reaches the server
+// through a proxy that delays 500 ms each way, and campaigns for the absent key. Its create
+// lands 500 ms after the send and the reply arrives 1 s after it: the lease that write started
+// ended 100 ms before. "slow" must not fire won (an earlier bug fired won for the ended lease and
+// lost right after); it gives the key back, and "d", started then with a direct link, leads.
+TEST_F(NetworkFaults, WinWhoseReplyComesAfterItsLeaseIsNeverAnnounced) {
+  constexpr auto ttl = 1s;
+  make(ttl);
+  History history;
+  TimelineOnFailure guard(history);
+  KeyWatcher watcher(bucket_->get(), "job", history);
+  FaultProxy proxy("127.0.0.1", server_->port());
+  set_mode(history, proxy, Mode::delay, 500ms);
+  auto slow = std::make_unique<MemberProcess>(
+      fault_member_spec({proxy.url()}, bucket_name_, "slow", 3000), history);
+  ASSERT_TRUE(slow->wait_for("ready", 20s)) << slow->stderr_tail();
+  const auto landed =
+      watcher.wait([](const KeyWatcher::Entry& e) { return e.value == "slow"; }, 10s);
+  ASSERT_TRUE(landed.has_value()) << "\"slow\" never wrote the key\n" << slow->stderr_tail();
+  std::this_thread::sleep_for(2s); // its reply, and what it does about it
+  EXPECT_FALSE(history.first("won", 0, "slow").has_value())
+      << "\"slow\" announced a win whose lease had ended before the reply arrived\n"
+      << slow->stderr_tail();
+
+  const std::int64_t d_started = monotonic_ns();
+  auto d = spawn(history, server_->url(), "d");
+  EXPECT_TRUE(d->wait_next("won", d_started, 5s).has_value())
+      << "nobody led after the slow member's late win";
+  set_mode(history, proxy, Mode::pass);
+  std::this_thread::sleep_for(300ms);
+  expect_consistent(history, "late_win_reply");
+}
+
+// An evicted leader whose renewal reply reports the lost revision check before its watch shows
+// the eviction mark must not take the key straight back: eviction has to change the leader.
+//
+// Set-up (TTL 2 s): "a" leads; the test deletes the bucket's consumers, so a's watch goes silent
+// (as after a reconnect, nats.c#988); "d" starts after that and sees "a" lead. The test evicts
+// "a": a's next renewal fails its revision check, and a learns of the mark only from the read
+// that follows. An earlier bug let "a" write against the mark's revision at once, as if the
+// holder were long gone; now it waits (as after a resign) and "d" takes over.
+TEST_F(NetworkFaults, EvictedLeaderThatLearnsItFromARenewalDoesNotRetakeTheKey) {
+  constexpr auto ttl = 2s;
+  make(ttl);
+  History history;
+  TimelineOnFailure guard(history);
+  auto a = spawn(history, server_->url(), "a");
+  ASSERT_TRUE(a->wait_for("won", 10s)) << a->stderr_tail();
+  std::this_thread::sleep_for(200ms); // a's watch consumer exists
+  ASSERT_GE(delete_consumers(*connection_, "KV_" + bucket_name_), 1);
+  history.note("test", "deleted the bucket's consumers");
+  auto d = spawn(history, server_->url(), "d");
+  ASSERT_TRUE(d->wait_for("ready", 10s)) << d->stderr_tail();
+  ASSERT_TRUE(eventually([&] { return d->last_leader_line() == "a"; }, 5s));
+
+  const std::int64_t evicted = monotonic_ns();
+  const auto leader = evict(bucket_->get(), "job");
+  history.note("test", "evicted", leader.value_or("-"));
+  ASSERT_EQ(leader, std::optional<std::string>("a"));
+  const auto next_win = history.wait_first("won", evicted, 3 * ttl);
+  ASSERT_TRUE(next_win.has_value()) << "nobody won after the eviction";
+  EXPECT_EQ(next_win->member, "d") << "the evicted leader took the key back";
+  std::this_thread::sleep_for(500ms);
+  expect_consistent(history, "evict_renewal_first");
+}
+
 // 200 ms each way with a 1 s TTL, for the first leader and one candidate. A renewal is sent
 // 250 ms before the lease it renews ends (docs/protocol.md, "Renewal") but needs a 400 ms round
 // trip here, so the slow leader's lease runs out before each reply, and it takes the key back
@@ -189,14 +271,16 @@ TEST_F(NetworkFaults, DelayedMembersNeverOverlap) {
 // writes; the write lands 550 ms after that (before the release mark expires), and its reply
 // would arrive after 1.1 s: a timeout. The test sees the value land and switches the proxy to
 // pass, so that the read which follows the timeout is answered (behind the late reply): the key
-// holds "late"'s name at a new revision, so "late" won. Once "late" reports won, the proxy
-// blackholes it, as a network that fails again would. "old" (its resign cool-down ended by
-// seeing "late" hold the key) takes the key when the value expires, one TTL after it landed.
+// holds "late"'s name at a new revision, so "late"'s write landed, at a time it cannot know; it
+// takes the key back with a revision-checked write and wins with that write's lease. Once
+// "late" reports won, the proxy blackholes it, as a network that fails again would. "old" (its
+// resign cool-down ended by seeing "late" hold the key) takes the key when the value expires.
 struct UnknownOutcome {
   std::int64_t resigned = 0;
   std::int64_t landed = 0;   // when the test saw "late"'s value
   std::optional<Event> won;  // "late"'s won after the resign
   std::optional<Event> lost; // ... and the lost that ended it
+  std::int64_t expiry = 0;   // when "late"'s last value before `lost` expired on the server
 };
 
 class UnknownWriteOutcome : public NetworkFaults {
@@ -260,28 +344,28 @@ protected:
     std::this_thread::sleep_for(500ms);
     if (out.won)
       out.lost = history.first("lost", out.won->ns, "late");
+    if (out.lost)
+      out.expiry = value_expiry(watcher, "late", out.lost->ns, ttl);
     return out;
   }
 };
 
-// The lease of a win found by the read that follows a timed-out campaign write must count from
-// when the *write* was sent (the server stamped the value soon after), not from when the read
-// was sent: otherwise the lease outlives the value on the server, and another member takes the
-// expired key while this one still believes it leads.
-// Known library bug, found by this test and not yet fixed (issue 3 stays open until it is):
-// disabled so that CI stays meaningful; run with --gtest_also_run_disabled_tests.
-TEST_F(UnknownWriteOutcome, DISABLED_LeaseOfTheWinCountsFromTheWrite) {
+// A win found by the read that follows a timed-out campaign write has no known start: the server
+// stamped the value at a time the member cannot know. Counting the lease from the read's send
+// time (an earlier bug) let it outlive the value on the server, so that another member could
+// take the expired key while this one still believed it led. The member must take the key back
+// with a fresh revision-checked write and lead on that write's lease.
+TEST_F(UnknownWriteOutcome, LeaseNeverOutlivesTheValueThatLanded) {
   History history;
   TimelineOnFailure guard(history);
   const auto out = run(history, true);
   ASSERT_FALSE(::testing::Test::HasFailure());
   if (out.won) {
-    // The value cannot outlive landed + TTL on the server; "late"'s leadership must not either.
+    // "late"'s leadership must not outlive its last value on the server.
     ASSERT_TRUE(out.lost.has_value());
-    EXPECT_LE(out.lost->ns, out.landed + ns_of(ttl))
-        << "\"late\" led until " << (out.lost->ns - out.landed) / kMs
-        << " ms after its value landed; the value expired on the server "
-        << std::chrono::milliseconds(ttl).count() << " ms after it landed";
+    EXPECT_LE(out.lost->ns, out.expiry)
+        << "\"late\" led until " << (out.lost->ns - out.expiry) / kMs
+        << " ms after its last value expired on the server";
   } else {
     std::printf("[fault] note: the write outcome was not ambiguous this time; nothing to check\n");
   }
@@ -294,9 +378,7 @@ TEST_F(UnknownWriteOutcome, DISABLED_LeaseOfTheWinCountsFromTheWrite) {
 // must still be treated as an unknown outcome (read, find our name, win), not as a lost race:
 // otherwise the member sits on a key that names it, as a candidate, until its own value expires,
 // and nobody leads for a whole TTL.
-// Known library bug, found by this test and not yet fixed (issue 3 stays open until it is):
-// disabled so that CI stays meaningful; run with --gtest_also_run_disabled_tests.
-TEST_F(UnknownWriteOutcome, DISABLED_TimeoutIsNotMistakenForALostRace) {
+TEST_F(UnknownWriteOutcome, TimeoutIsNotMistakenForALostRace) {
   History history;
   TimelineOnFailure guard(history);
   const auto out = run(history, false);
@@ -305,7 +387,9 @@ TEST_F(UnknownWriteOutcome, DISABLED_TimeoutIsNotMistakenForALostRace) {
       << "the key held \"late\"'s name (its write landed), yet \"late\" never won: the timed-out "
          "write was taken for a lost race";
   if (out.won && out.lost) {
-    EXPECT_LE(out.lost->ns, out.landed + ns_of(ttl));
+    EXPECT_LE(out.lost->ns, out.expiry)
+        << "\"late\" led until " << (out.lost->ns - out.expiry) / kMs
+        << " ms after its last value expired on the server";
   }
   expect_consistent(history, "unknown_write_outcome_stale_error");
 }
@@ -319,9 +403,7 @@ TEST_F(UnknownWriteOutcome, DISABLED_TimeoutIsNotMistakenForALostRace) {
 // docs/protocol.md it must not revive the lease: the member may take the key back with a new
 // revision-checked write, whose lease starts at that write's send time. If it fires won, the
 // proxy blackholes it; "d" takes the key when the renewed value expires.
-// Known library bug, found by this test and not yet fixed (issue 3 stays open until it is):
-// disabled so that CI stays meaningful; run with --gtest_also_run_disabled_tests.
-TEST_F(UnknownWriteOutcome, DISABLED_RenewalThatLandedAfterTheLeaseEndedDoesNotReviveIt) {
+TEST_F(UnknownWriteOutcome, RenewalThatLandedAfterTheLeaseEndedDoesNotReviveIt) {
   make(ttl);
   History history;
   TimelineOnFailure guard(history);
@@ -363,10 +445,9 @@ TEST_F(UnknownWriteOutcome, DISABLED_RenewalThatLandedAfterTheLeaseEndedDoesNotR
   if (won) {
     const auto lost = history.first("lost", won->ns, "old");
     ASSERT_TRUE(lost.has_value());
-    EXPECT_LE(lost->ns, slow->ns + ns_of(ttl))
-        << "\"old\" led until " << (lost->ns - slow->ns) / kMs
-        << " ms after its renewal landed; the value expired on the server "
-        << std::chrono::milliseconds(ttl).count() << " ms after it landed";
+    const std::int64_t expiry = value_expiry(watcher, "old", lost->ns, ttl);
+    EXPECT_LE(lost->ns, expiry) << "\"old\" led until " << (lost->ns - expiry) / kMs
+                                << " ms after its last value expired on the server";
   }
   expect_consistent(history, "late_renewal");
 }
@@ -384,9 +465,7 @@ TEST_F(UnknownWriteOutcome, DISABLED_RenewalThatLandedAfterTheLeaseEndedDoesNotR
 // that. cut's next renewal succeeds, its watch does not show it, and 1 s later cut recreates
 // the watch. Just before that, the proxy blackholes cut: the consumer delete gets no answer.
 // cut's lease (renewal sent + 1.8 s) must still end on time, before "d" takes the expired key.
-// Known library bug, found by this test and not yet fixed (issue 3 stays open until it is):
-// disabled so that CI stays meaningful; run with --gtest_also_run_disabled_tests.
-TEST_F(NetworkFaults, DISABLED_WatchRecreateWhileCutOffDoesNotHoldUpTheLease) {
+TEST_F(NetworkFaults, WatchRecreateWhileCutOffDoesNotHoldUpTheLease) {
   constexpr auto ttl = 2s;
   make(ttl);
   History history;

@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "executor.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace kvelect {
+namespace detail {
+
+ExecutorState::ExecutorState(ExecutorOptions options) : options_(options) {
+  if (options_.io_threads < 1 || options_.io_threads > 64)
+    throw Error(Errc::invalid_option,
+                fmt::format("executor io_threads {} is outside 1..64", options_.io_threads));
+  for (int i = 0; i < options_.io_threads; ++i)
+    io_threads_.emplace_back([this](std::stop_token stop) { run_io(stop); });
+  thread_ = std::jthread([this](std::stop_token stop) { run(stop); });
+  thread_id_ = thread_.get_id();
+}
+
+ExecutorState::~ExecutorState() { shutdown(); }
+
+void ExecutorState::shutdown() noexcept {
+  std::vector<std::shared_ptr<Steppable>> running;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_ && !thread_.joinable())
+      return;
+    closed_ = true;
+    for (auto& [raw, task] : tasks_)
+      running.push_back(task.task);
+  }
+  // Each stop() waits for its election's steps on the executor thread, releases included.
+  for (auto& task : running)
+    task->stop();
+  running.clear();
+  thread_.request_stop();
+  cv_.notify_all();
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id())
+    thread_.join();
+  for (auto& t : io_threads_)
+    t.request_stop();
+  io_cv_.notify_all();
+  for (auto& t : io_threads_)
+    if (t.joinable())
+      t.join();
+  {
+    std::lock_guard lock(io_mu_);
+    io_jobs_.clear();
+  }
+  std::lock_guard lock(watch_mu_);
+  watches_.clear();
+}
+
+void ExecutorState::attach(const std::shared_ptr<Steppable>& task) {
+  {
+    std::lock_guard lock(mu_);
+    if (closed_)
+      throw Error(Errc::invalid_argument, "the election's executor has been destroyed");
+    auto& entry = tasks_[task.get()];
+    entry.task = task;
+    entry.queued = true;
+    ready_.push_back(task.get());
+  }
+  cv_.notify_all();
+}
+
+void ExecutorState::detach(Steppable* task) {
+  std::lock_guard lock(mu_);
+  tasks_.erase(task);
+}
+
+void ExecutorState::wake(Steppable* task) {
+  {
+    std::lock_guard lock(mu_);
+    const auto it = tasks_.find(task);
+    if (it == tasks_.end() || it->second.queued)
+      return;
+    it->second.queued = true;
+    ready_.push_back(task);
+  }
+  cv_.notify_all();
+}
+
+bool ExecutorState::on_thread() const noexcept { return std::this_thread::get_id() == thread_id_; }
+
+void ExecutorState::run(const std::stop_token& stop) {
+  std::vector<std::shared_ptr<Steppable>> batch;
+  while (!stop.stop_requested()) {
+    batch.clear();
+    {
+      std::unique_lock lock(mu_);
+      for (;;) {
+        if (stop.stop_requested())
+          return;
+        const auto now = LeaseClock::now();
+        // Due timers make their tasks ready. A timer whose sequence is not the task's current
+        // one was replaced by a later step: skipped.
+        while (!timers_.empty() && timers_.top().at <= now) {
+          const Timer timer = timers_.top();
+          timers_.pop();
+          const auto it = tasks_.find(timer.task);
+          if (it == tasks_.end() || it->second.timer_seq != timer.seq || it->second.queued)
+            continue;
+          it->second.queued = true;
+          ready_.push_back(timer.task);
+        }
+        if (!ready_.empty())
+          break;
+        // Sliced waits: converting a far deadline between clocks could overflow.
+        const auto until = timers_.empty()
+                               ? now + std::chrono::seconds(1)
+                               : std::min(timers_.top().at, now + std::chrono::seconds(1));
+        cv_.wait_for(lock, until - now);
+      }
+      for (Steppable* raw : ready_) {
+        const auto it = tasks_.find(raw);
+        if (it == tasks_.end())
+          continue;
+        it->second.queued = false;
+        batch.push_back(it->second.task);
+      }
+      ready_.clear();
+    }
+    for (auto& task : batch) {
+      {
+        // stop() of another election, from a callback, may have run this one to its end.
+        std::lock_guard lock(mu_);
+        if (tasks_.find(task.get()) == tasks_.end())
+          continue;
+      }
+      const auto next = task->executor_step();
+      std::lock_guard lock(mu_);
+      const auto it = tasks_.find(task.get());
+      if (it == tasks_.end())
+        continue;
+      if (!next) {
+        tasks_.erase(it);
+        continue;
+      }
+      if (*next == TimePoint::max() || (*next == it->second.scheduled && !it->second.queued))
+        continue;
+      it->second.scheduled = *next;
+      timers_.push({*next, task.get(), ++it->second.timer_seq});
+    }
+    // The last reference to a finished election may be the batch's: dropped here, outside mu_.
+  }
+}
+
+void ExecutorState::post_io(std::function<void()> job) {
+  {
+    std::lock_guard lock(io_mu_);
+    io_jobs_.push_back(std::move(job));
+  }
+  io_cv_.notify_one();
+}
+
+void ExecutorState::run_io(const std::stop_token& stop) {
+  for (;;) {
+    std::function<void()> job;
+    {
+      std::unique_lock lock(io_mu_);
+      if (!io_cv_.wait(lock, stop, [this] { return !io_jobs_.empty(); }))
+        return;
+      job = std::move(io_jobs_.front());
+      io_jobs_.pop_front();
+    }
+    job();
+  }
+}
+
+std::unique_ptr<WatchHandle> ExecutorState::watch(kvStore* bucket, std::string key,
+                                                  WatchSink sink) {
+  BucketWatch* hub = nullptr;
+  {
+    std::lock_guard lock(watch_mu_);
+    auto& slot = watches_[bucket];
+    if (!slot)
+      slot = std::make_unique<BucketWatch>(bucket);
+    hub = slot.get();
+  }
+  return hub->subscribe(std::move(key), std::move(sink));
+}
+
+std::size_t ExecutorState::elections() const {
+  std::lock_guard lock(mu_);
+  return tasks_.size();
+}
+
+std::size_t ExecutorState::threads() const {
+  std::size_t watches = 0;
+  {
+    std::lock_guard lock(watch_mu_);
+    watches = watches_.size();
+  }
+  return 1 + io_threads_.size() + watches;
+}
+
+} // namespace detail
+
+Executor::Executor(ExecutorOptions options)
+    : state_(std::make_shared<detail::ExecutorState>(options)) {}
+
+Executor::~Executor() { state_->shutdown(); }
+
+std::size_t Executor::elections() const { return state_->elections(); }
+std::size_t Executor::threads() const { return state_->threads(); }
+
+Option WithExecutor(Executor& executor) {
+  return Option{[state = executor.state_](Config& config) { config.executor = state; }};
+}
+
+} // namespace kvelect

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: Apache-2.0
+// The shared side of kvelect::Executor: one campaign thread stepping many elections, a pool of
+// request threads, and one BucketWatch per bucket (docs/executor.md).
+#pragma once
+
+#include <kvelect/executor.hpp>
+
+#include "clock.hpp"
+#include "watch.hpp"
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <queue>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace kvelect::detail {
+
+// What the executor runs: an election's campaign loop, one step at a time.
+class Steppable {
+public:
+  Steppable() = default;
+  virtual ~Steppable() = default;
+  Steppable(const Steppable&) = delete;
+  Steppable& operator=(const Steppable&) = delete;
+  Steppable(Steppable&&) = delete;
+  Steppable& operator=(Steppable&&) = delete;
+  // One step on the executor's thread: handles what arrived and the timers that are due.
+  // Returns when to step again at the latest, or nullopt when the run has ended.
+  virtual std::optional<LeaseClock::time_point> executor_step() = 0;
+  // Ends the run as stop() does; called when the executor is destroyed.
+  virtual void stop() noexcept = 0;
+};
+
+class ExecutorState {
+public:
+  explicit ExecutorState(ExecutorOptions options);
+  ~ExecutorState();
+  ExecutorState(const ExecutorState&) = delete;
+  ExecutorState& operator=(const ExecutorState&) = delete;
+  ExecutorState(ExecutorState&&) = delete;
+  ExecutorState& operator=(ExecutorState&&) = delete;
+
+  // Stops every attached election, then the threads. After it, attach() throws.
+  void shutdown() noexcept;
+
+  void attach(const std::shared_ptr<Steppable>& task);
+  void detach(Steppable* task);
+  // Steps `task` soon (something arrived for it). Any thread; ignored for detached tasks.
+  void wake(Steppable* task);
+  bool on_thread() const noexcept;
+
+  // Runs a blocking job on the request pool.
+  void post_io(std::function<void()> job);
+  // A subscription to `key` on the bucket's shared watch (made on first use).
+  std::unique_ptr<WatchHandle> watch(kvStore* bucket, std::string key, WatchSink sink);
+
+  std::size_t elections() const;
+  std::size_t threads() const;
+
+private:
+  using TimePoint = LeaseClock::time_point;
+  struct Task {
+    std::shared_ptr<Steppable> task;
+    std::uint64_t timer_seq = 0;
+    TimePoint scheduled = TimePoint::max();
+    bool queued = false;
+  };
+  struct Timer {
+    TimePoint at;
+    Steppable* task;
+    std::uint64_t seq;
+    bool operator>(const Timer& other) const { return at > other.at; }
+  };
+  void run(const std::stop_token& stop);
+  void run_io(const std::stop_token& stop);
+
+  const ExecutorOptions options_;
+  mutable std::mutex mu_;
+  std::condition_variable_any cv_;
+  bool closed_ = false;
+  std::unordered_map<Steppable*, Task> tasks_;
+  std::deque<Steppable*> ready_;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+
+  std::mutex io_mu_;
+  std::condition_variable_any io_cv_;
+  std::deque<std::function<void()>> io_jobs_;
+
+  mutable std::mutex watch_mu_;
+  std::map<kvStore*, std::unique_ptr<BucketWatch>> watches_;
+
+  std::thread::id thread_id_;
+  std::vector<std::jthread> io_threads_;
+  std::jthread thread_; // last: started once everything above exists
+};
+
+} // namespace kvelect::detail
