@@ -33,6 +33,8 @@
 
 #include "nats_server.hpp"
 
+#include <kvelect/executor.hpp>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -48,6 +50,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <system_error>
 #include <thread>
@@ -118,9 +121,10 @@ std::string mib(const char* field) {
 }
 
 int child(long n, double steady_s, bool memory, double start_rate, double stall_s,
-          double stop_limit_s) {
+          double stop_limit_s, const std::string& design) {
   Result r;
   r["n"] = std::to_string(n);
+  r["design"] = design;
   std::istringstream load(kvbench::load_average());
   load >> r["load_at_start"]; // the 1-minute figure
   kvelect::testing::NatsServer server;
@@ -130,6 +134,11 @@ int child(long n, double steady_s, bool memory, double start_rate, double stall_
 
   std::atomic<long> wins{0}, losses{0};
   ErrorTally errors;
+  // Design "executor": every election on one shared kvelect::Executor (declared before the
+  // elections, so that it outlives them); "threads": threads of their own (the default).
+  std::optional<kvelect::Executor> executor;
+  if (design == "executor")
+    executor.emplace();
   std::vector<std::unique_ptr<kvelect::Election>> elections;
   elections.reserve(static_cast<std::size_t>(n));
   const auto t_construct = Clock::now();
@@ -138,7 +147,8 @@ int child(long n, double steady_s, bool memory, double start_rate, double stall_
       elections.push_back(std::make_unique<kvelect::Election>(
           "member", "e" + std::to_string(i), bucket.get(), kvelect::OnWon([&wins] { ++wins; }),
           kvelect::OnLost([&losses] { ++losses; }),
-          kvelect::OnError([&errors](const kvelect::Error& e) { errors.add(e.what()); })));
+          kvelect::OnError([&errors](const kvelect::Error& e) { errors.add(e.what()); }),
+          executor ? kvelect::WithExecutor(*executor) : kvelect::Option{}));
   } catch (const std::exception& e) {
     r["error"] = "constructing election #" + std::to_string(elections.size()) + ": " + e.what();
   }
@@ -374,17 +384,26 @@ std::string get(const Result& r, const char* key) {
   return it == r.end() ? "-" : it->second;
 }
 
-const std::vector<std::string> kHeader{"elections",        "all won after",
-                                       "CPU-s / window",   "CPU-s / min",
-                                       "peak RSS (VmHWM)", "RSS before",
-                                       "OS threads",       "server CPU-s / min",
-                                       "JS consumers",     "server in / out msgs/s",
-                                       "losses in window", "leaders at end",
-                                       "failed requests",  "stop all",
+const std::vector<std::string> kHeader{"elections",
+                                       "design",
+                                       "all won after",
+                                       "CPU-s / window",
+                                       "CPU-s / min",
+                                       "peak RSS (VmHWM)",
+                                       "RSS before",
+                                       "OS threads",
+                                       "server CPU-s / min",
+                                       "JS consumers",
+                                       "server in / out msgs/s",
+                                       "losses in window",
+                                       "leaders at end",
+                                       "failed requests",
+                                       "stop all",
                                        "load at start"};
 
 std::vector<std::string> row(const Result& r) {
   return {get(r, "n"),
+          get(r, "design"),
           get(r, "won") + " in " + get(r, "all_won_s") + " s",
           get(r, "cpu_s") + " / " + get(r, "window_s") + " s",
           get(r, "cpu_s_per_min"),
@@ -416,9 +435,21 @@ int main(int argc, char** argv) {
     return 77;
   }
   if (const long n = settings.integer("child", 0); n > 0)
-    return child(n, steady_s, memory, start_rate, stall_s, stop_limit_s);
+    return child(n, steady_s, memory, start_rate, stall_s, stop_limit_s,
+                 settings.str("design", "threads"));
 
   const auto ns = settings.list("elections", {100, 1000, 5000});
+  // Both designs side by side unless one is chosen (issue 7): "threads", "executor" or "both".
+  const std::string designs = settings.str("design", "both");
+  std::vector<std::string> design_list;
+  if (designs == "both")
+    design_list = {"threads", "executor"};
+  else if (designs == "threads" || designs == "executor")
+    design_list = {designs};
+  else {
+    std::fprintf(stderr, "--design must be threads, executor or both, not '%s'\n", designs.c_str());
+    return 2;
+  }
   std::printf("kvelect-bench-scale: one process, one connection, one member per election, TTL 5 s, "
               "%s storage, %.0f s steady state, start: %s\n",
               memory ? "memory" : "file", steady_s,
@@ -439,14 +470,17 @@ int main(int argc, char** argv) {
   if (memory)
     pass_on.emplace_back("--memory");
   std::vector<Result> results;
-  for (long n : ns) {
-    std::fprintf(stderr, "N = %ld ...\n", n);
-    results.push_back(run_child(n, pass_on, timeout_s));
-    // Each row as soon as it is known, in case a later N takes the machine down.
-    kvbench::Table one(kHeader);
-    one.row(row(results.back()));
-    one.print("N = " + std::to_string(n) + " done");
-  }
+  for (long n : ns)
+    for (const auto& design : design_list) {
+      std::fprintf(stderr, "N = %ld, %s ...\n", n, design.c_str());
+      auto args = pass_on;
+      args.insert(args.end(), {"--design", design});
+      results.push_back(run_child(n, args, timeout_s));
+      // Each row as soon as it is known, in case a later N takes the machine down.
+      kvbench::Table one(kHeader);
+      one.row(row(results.back()));
+      one.print("N = " + std::to_string(n) + ", " + design + " done");
+    }
 
   kvbench::Table table(kHeader);
   for (const auto& r : results)
@@ -454,9 +488,11 @@ int main(int argc, char** argv) {
   table.print("kvelect scale: N elections in one process (load average at the end " +
               kvbench::load_average() + ")");
 
-  kvbench::Table targets({"elections", "figure", "kvelect", "target", "verdict", "BASELINE (Go)"});
+  kvbench::Table targets(
+      {"elections", "design", "figure", "kvelect", "target", "verdict", "BASELINE (Go)"});
   for (const auto& r : results) {
     const std::string n = get(r, "n");
+    const std::string design = get(r, "design");
     auto num = [&](const char* key) {
       const auto s = get(r, key);
       return s == "-" || s == "?" ? -1.0 : std::strtod(s.c_str(), nullptr);
@@ -465,24 +501,24 @@ int main(int argc, char** argv) {
       return num(key) < 0 ? std::string("-") : kvbench::verdict(num(key), bound);
     };
     if (n == "1000") {
-      targets.row({n, "process CPU-s / min", get(r, "cpu_s_per_min"), "≤ 3",
+      targets.row({n, design, "process CPU-s / min", get(r, "cpu_s_per_min"), "≤ 3",
                    judge("cpu_s_per_min", 3), "7.7"});
-      targets.row({n, "peak RSS", get(r, "peak_rss_mib") + " MiB", "≤ 20 MiB",
+      targets.row({n, design, "peak RSS", get(r, "peak_rss_mib") + " MiB", "≤ 20 MiB",
                    judge("peak_rss_mib", 20), "31 MiB"});
-      targets.row({n, "nats-server CPU-s / min", get(r, "server_cpu_s_per_min"), "≤ 2",
+      targets.row({n, design, "nats-server CPU-s / min", get(r, "server_cpu_s_per_min"), "≤ 2",
                    judge("server_cpu_s_per_min", 2), "3.9"});
-      targets.row({n, "OS threads", get(r, "threads"), "-", "-", "8 (1,008 goroutines)"});
+      targets.row({n, design, "OS threads", get(r, "threads"), "-", "-", "8 (1,008 goroutines)"});
     } else if (n == "5000") {
-      targets.row({n, "process CPU-s / min", get(r, "cpu_s_per_min"), "-", "-", "17.0"});
-      targets.row({n, "peak RSS", get(r, "peak_rss_mib") + " MiB", "-", "-", "105 MiB"});
+      targets.row({n, design, "process CPU-s / min", get(r, "cpu_s_per_min"), "-", "-", "17.0"});
+      targets.row({n, design, "peak RSS", get(r, "peak_rss_mib") + " MiB", "-", "-", "105 MiB"});
     }
   }
   targets.print("targets (issue 7) and the Go reference (BASELINE.md, 60 s windows)");
   int failures = 0;
   for (const auto& r : results) {
-    std::printf("N = %s: errors reported through OnError during start-up: %s; during the "
+    std::printf("N = %s (%s): errors reported through OnError during start-up: %s; during the "
                 "window: %s (%s)%s\n",
-                get(r, "n").c_str(), get(r, "startup_errors").c_str(),
+                get(r, "n").c_str(), get(r, "design").c_str(), get(r, "startup_errors").c_str(),
                 get(r, "errors_in_window").c_str(), get(r, "error_kinds").c_str(),
                 r.count("stalled") ? ("; start-up stalled: " + get(r, "stalled")).c_str() : "");
     if (r.count("error") || r.count("stalled")) {

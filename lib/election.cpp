@@ -301,16 +301,21 @@ bool Election::Impl::on_executor_thread() const noexcept {
   return executor_ && executor_->on_thread();
 }
 
-void Election::Impl::post(Inbox item) {
+void Election::Impl::post(Inbox item, bool urgent) {
   {
     std::lock_guard lock(mu_);
     if (const auto* result = std::get_if<IoResult>(&item); result && result->run != run_generation_)
       return; // a result of an earlier run, finished on a shared request thread
     inbox_.push_back(std::move(item));
+    if (!urgent)
+      return; // handled with whatever wakes the loop next
+    if (executor_ && !driven_here_) {
+      // The executor's thread steps it; nobody waits on wake_.
+      executor_->wake(this);
+      return;
+    }
   }
   wake_.notify_all();
-  if (executor_)
-    executor_->wake(this);
 }
 
 void Election::Impl::post_io(std::function<void()> job) {
@@ -340,14 +345,14 @@ std::optional<Election::Impl::TimePoint> Election::Impl::executor_step() {
 void Election::Impl::drive_here() {
   for (;;) {
     const auto next = executor_step();
-    if (!next) {
-      executor_->detach(this);
-      return;
-    }
+    if (!next)
+      return; // finish() has detached it
     std::unique_lock lock(mu_);
     const auto now = Clock::now();
+    driven_here_ = true;
     wake_.wait_until(lock, std::min<TimePoint>(*next, now + 1s),
                      [this] { return !inbox_.empty(); });
+    driven_here_ = false;
   }
 }
 
@@ -414,7 +419,13 @@ void Election::Impl::begin_run() {
   }
   reset_for_run();
   draining_ = release_sent_ = false;
-  auto sink = [this](WatchEvent event) { post(std::move(event)); };
+  auto sink = [this](WatchEvent event) {
+    // The echo of our own write need not wake the loop: the write's reply brings the same
+    // news (docs/protocol.md, "Watching the key").
+    const bool echo = event.kind == WatchEvent::Kind::entry && event.entry.op == Op::put &&
+                      event.entry.value == name_;
+    post(std::move(event), !echo);
+  };
   if (executor_) {
     watch_ = executor_->watch(bucket_, key_, sink);
   } else {
@@ -521,6 +532,10 @@ bool Election::Impl::drain(std::deque<Inbox>& batch) {
 void Election::Impl::finish() {
   watch_.reset();
   io_.reset();
+  // Off the executor before the run is seen to end: a start() right after stop() returns
+  // attaches anew, and nothing may then drop that new attachment.
+  if (executor_)
+    executor_->detach(this);
   {
     std::lock_guard lock(mu_);
     public_state_ = State::Unknown;
@@ -540,8 +555,11 @@ void Election::Impl::finish() {
 Election::Impl::TimePoint Election::Impl::next_deadline() const {
   if (draining_)
     return give_up_;
-  TimePoint next =
-      std::min({next_renewal_, retry_at_, guard_until_, term_end_, next_health_, watch_deadline_});
+  TimePoint next = std::min({next_renewal_, retry_at_, guard_until_, term_end_, next_health_});
+  // A leader checks that its watch caught up whenever it runs anyway, at the latest at its next
+  // renewal (docs/protocol.md, "Watching the key").
+  if (role_ != Role::leader && role_ != Role::pending)
+    next = std::min(next, watch_deadline_);
   // Only the roles whose run_timers() branch advances these timers may wait for them; otherwise
   // a past deadline would wake the loop again at once (a leader busy-looping).
   if (role_ == Role::candidate)
@@ -842,6 +860,12 @@ void Election::Impl::handle_acquire(IoResult& result, TimePoint now) {
     chained_attempts_ = 0;
     held_revision_ = w.revision;
     win_revision_ = w.revision;
+    // The key holds our name now: a watch that reports an older state (its initial "absent"
+    // arriving after the win, a replay) must not override what the write proved.
+    view_.kind = KeyView::Kind::held;
+    view_.value = name_;
+    view_.revision = w.revision;
+    view_.observed_at = now;
     expect_watch_to_reach(w.revision, now);
     if (role_ != Role::candidate || stopping_) {
       // Stopped or stood down meanwhile: give the key back.
@@ -1425,9 +1449,7 @@ bool Election::Impl::resign() {
         return false;
       ticket = ++resign_requests_;
     }
-    if (!executor_step())
-      executor_->detach(this);
-    else
+    if (executor_step())
       executor_->wake(this); // the executor reschedules it after this out-of-turn step
     std::lock_guard lock(mu_);
     return resign_handled_ >= ticket && last_resign_result_;

@@ -143,7 +143,7 @@ private:
   void set_observed_leader(std::optional<std::string> leader);
   void expect_watch_to_reach(std::uint64_t revision, TimePoint now);
   bool on_loop_thread() const noexcept;
-  void post(Inbox item);
+  void post(Inbox item, bool urgent = true);
 
   // Callbacks: called with no lock held; an exception is reported, never propagated.
   template <typename F>
@@ -188,6 +188,7 @@ private:
   std::stop_source leadership_{std::nostopstate};
   Stats stats_;
   std::uint64_t run_generation_ = 0;
+  bool driven_here_ = false; // drive_here() waits on wake_ (executor mode)
 
   // Loop-owned state: only the loop thread touches it.
   Role role_ = Role::idle;

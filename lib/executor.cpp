@@ -59,8 +59,10 @@ void ExecutorState::attach(const std::shared_ptr<Steppable>& task) {
       throw Error(Errc::invalid_argument, "the election's executor has been destroyed");
     auto& entry = tasks_[task.get()];
     entry.task = task;
-    entry.queued = true;
-    ready_.push_back(task.get());
+    if (!entry.queued) {
+      entry.queued = true;
+      ready_.push_back(task.get());
+    }
   }
   cv_.notify_all();
 }
@@ -78,6 +80,8 @@ void ExecutorState::wake(Steppable* task) {
       return;
     it->second.queued = true;
     ready_.push_back(task);
+    if (!sleeping_)
+      return; // awake: it looks at ready_ before it sleeps again
   }
   cv_.notify_all();
 }
@@ -111,7 +115,9 @@ void ExecutorState::run(const std::stop_token& stop) {
         const auto until = timers_.empty()
                                ? now + std::chrono::seconds(1)
                                : std::min(timers_.top().at, now + std::chrono::seconds(1));
+        sleeping_ = true;
         cv_.wait_for(lock, until - now);
+        sleeping_ = false;
       }
       for (Steppable* raw : ready_) {
         const auto it = tasks_.find(raw);
@@ -130,14 +136,12 @@ void ExecutorState::run(const std::stop_token& stop) {
           continue;
       }
       const auto next = task->executor_step();
+      if (!next)
+        continue; // the run ended and detached itself; it may already be attached anew
       std::lock_guard lock(mu_);
       const auto it = tasks_.find(task.get());
       if (it == tasks_.end())
         continue;
-      if (!next) {
-        tasks_.erase(it);
-        continue;
-      }
       if (*next == TimePoint::max() || (*next == it->second.scheduled && !it->second.queued))
         continue;
       it->second.scheduled = *next;
@@ -169,17 +173,54 @@ void ExecutorState::run_io(const std::stop_token& stop) {
   }
 }
 
+class ExecutorState::SharedWatchHandle final : public WatchHandle {
+public:
+  SharedWatchHandle(ExecutorState& owner, kvStore* bucket) : owner_(owner), bucket_(bucket) {}
+  ~SharedWatchHandle() override {
+    subscription_.reset();
+    owner_.release_watch(bucket_);
+  }
+  void recreate() noexcept override {
+    if (subscription_)
+      subscription_->recreate();
+  }
+  std::unique_ptr<WatchHandle> subscription_;
+
+private:
+  ExecutorState& owner_;
+  kvStore* bucket_;
+};
+
 std::unique_ptr<WatchHandle> ExecutorState::watch(kvStore* bucket, std::string key,
                                                   WatchSink sink) {
   BucketWatch* hub = nullptr;
   {
     std::lock_guard lock(watch_mu_);
     auto& slot = watches_[bucket];
-    if (!slot)
-      slot = std::make_unique<BucketWatch>(bucket);
-    hub = slot.get();
+    if (!slot.watch)
+      slot.watch = std::make_unique<BucketWatch>(bucket);
+    ++slot.users;
+    hub = slot.watch.get();
   }
-  return hub->subscribe(std::move(key), std::move(sink));
+  auto handle = std::make_unique<SharedWatchHandle>(*this, bucket);
+  handle->subscription_ = hub->subscribe(std::move(key), std::move(sink));
+  return handle;
+}
+
+void ExecutorState::release_watch(kvStore* bucket) noexcept {
+  std::unique_ptr<BucketWatch> last;
+  {
+    std::lock_guard lock(watch_mu_);
+    const auto it = watches_.find(bucket);
+    if (it == watches_.end() || --it->second.users > 0)
+      return;
+    last = std::move(it->second.watch);
+    watches_.erase(it);
+  }
+  // The last election on this bucket handle has ended: its watch ends now, before that
+  // election's stop() returns, so that the caller may then destroy the handle. This waits for
+  // cnats' consumer delete (one round trip; a request timeout if the server does not answer),
+  // as a stopping election with a watch of its own does.
 }
 
 std::size_t ExecutorState::elections() const {

@@ -32,7 +32,8 @@ public:
   Steppable(Steppable&&) = delete;
   Steppable& operator=(Steppable&&) = delete;
   // One step on the executor's thread: handles what arrived and the timers that are due.
-  // Returns when to step again at the latest, or nullopt when the run has ended.
+  // Returns when to step again at the latest, or nullopt when the run has ended (it has then
+  // detached itself).
   virtual std::optional<LeaseClock::time_point> executor_step() = 0;
   // Ends the run as stop() does; called when the executor is destroyed.
   virtual void stop() noexcept = 0;
@@ -85,6 +86,7 @@ private:
   mutable std::mutex mu_;
   std::condition_variable_any cv_;
   bool closed_ = false;
+  bool sleeping_ = false; // the campaign thread waits on cv_: only then does wake() notify
   std::unordered_map<Steppable*, Task> tasks_;
   std::deque<Steppable*> ready_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
@@ -93,8 +95,16 @@ private:
   std::condition_variable_any io_cv_;
   std::deque<std::function<void()>> io_jobs_;
 
+  // One shared watch per bucket handle, made by the first election on it and ended with the
+  // last one: the bucket handle may be destroyed once its elections have stopped.
+  class SharedWatchHandle;
+  struct SharedWatch {
+    std::unique_ptr<BucketWatch> watch;
+    std::size_t users = 0;
+  };
+  void release_watch(kvStore* bucket) noexcept;
   mutable std::mutex watch_mu_;
-  std::map<kvStore*, std::unique_ptr<BucketWatch>> watches_;
+  std::map<kvStore*, SharedWatch> watches_;
 
   std::thread::id thread_id_;
   std::vector<std::jthread> io_threads_;

@@ -55,6 +55,17 @@ inline std::string unique_name(std::string_view prefix) {
   return name;
 }
 
+// With KVELECT_TEST_EXECUTOR=1 the election and feature suites run their members on one shared
+// kvelect::Executor (registered a second time that way in tests/meson.build), so that both
+// designs pass the same tests. The executor lives for the whole test binary.
+inline std::vector<Option> design_options() {
+  const char* env = std::getenv("KVELECT_TEST_EXECUTOR");
+  if (env == nullptr || std::string(env) != "1")
+    return {};
+  static auto* executor = new Executor(); // NOLINT: intentionally never destroyed
+  return {WithExecutor(*executor)};
+}
+
 inline Connection connect_to(const std::string& url) {
   ConnectOptions options;
   options.servers = {url};

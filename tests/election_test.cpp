@@ -29,6 +29,8 @@ protected:
   std::unique_ptr<Election> member(const std::string& name, std::vector<Option> extra = {},
                                    const std::string& key = "job") {
     std::vector<Option> options{SkipValidation(), WithStartupSplay(0ms)};
+    for (auto& option : design_options())
+      options.push_back(option);
     return std::make_unique<Election>(name, key, bucket_->get(), concat(options, extra));
   }
 

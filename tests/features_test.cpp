@@ -44,8 +44,10 @@ protected:
     bucket_ = std::make_unique<Bucket>(make_bucket(*connection_, 1s));
   }
   std::unique_ptr<Election> member(const std::string& name, std::vector<Option> extra = {}) {
-    return std::make_unique<Election>(name, "job", bucket_->get(),
-                                      concat({SkipValidation(), WithStartupSplay(0ms)}, extra));
+    std::vector<Option> options{SkipValidation(), WithStartupSplay(0ms)};
+    for (auto& option : design_options())
+      options.push_back(option);
+    return std::make_unique<Election>(name, "job", bucket_->get(), concat(options, extra));
   }
   static Election* leader_of(const std::vector<std::unique_ptr<Election>>& members) {
     for (const auto& m : members)

@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: Apache-2.0
+// kvelect::Executor against a real nats-server: many elections on a few shared threads, the
+// same protocol as elections with threads of their own, callbacks that reach other elections of
+// the executor, and the executor's end.
+#include "common.hpp"
+
+#include <kvelect/executor.hpp>
+
+#include <fmt/format.h>
+
+namespace kvelect::testing {
+namespace {
+
+class ExecutorTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    KVELECT_REQUIRE_NATS_SERVER();
+    server_ = std::make_unique<NatsServer>();
+    connection_ = std::make_unique<Connection>(connect_to(server_->url()));
+    bucket_ = std::make_unique<Bucket>(make_bucket(*connection_, ttl));
+  }
+  void TearDown() override {
+    bucket_.reset();
+    connection_.reset();
+    server_.reset();
+  }
+  std::unique_ptr<Election> member(Executor& executor, const std::string& name,
+                                   const std::string& key, std::vector<Option> extra = {}) {
+    std::vector<Option> options{SkipValidation(), WithStartupSplay(0ms), WithExecutor(executor)};
+    return std::make_unique<Election>(name, key, bucket_->get(), concat(options, extra));
+  }
+
+  static constexpr auto ttl = 2s;
+  std::unique_ptr<NatsServer> server_;
+  std::unique_ptr<Connection> connection_;
+  std::unique_ptr<Bucket> bucket_;
+};
+
+// The test of issue 7: 500 elections in one process, one member each, for a few TTLs. All are
+// won, none is lost, and the process has exactly the executor's threads more than before.
+TEST_F(ExecutorTest, FiveHundredElectionsOnFourThreads) {
+  constexpr int kElections = 500;
+  const int threads_before = thread_count();
+  Executor executor(ExecutorOptions{2});
+  History history;
+  std::vector<std::unique_ptr<Election>> elections;
+  for (int i = 0; i < kElections; ++i) {
+    const std::string name = fmt::format("m{}", i);
+    elections.push_back(
+        member(executor, name, fmt::format("job{}", i),
+               {WithStartupSplay(250ms), OnWon([&history, name] { history.won(name); }),
+                OnLost([&history, name] { history.lost(name); })}));
+  }
+  for (auto& e : elections)
+    e->start();
+  EXPECT_EQ(executor.elections(), static_cast<std::size_t>(kElections));
+  ASSERT_TRUE(eventually([&] { return history.wins() == kElections; }, 30s))
+      << history.wins() << " of " << kElections << " won";
+  // A few TTLs of renewals: nobody loses, nobody wins twice.
+  std::this_thread::sleep_for(3 * ttl);
+  EXPECT_EQ(history.wins(), kElections);
+  EXPECT_EQ(history.losses(), 0);
+  int leading = 0;
+  for (auto& e : elections)
+    leading += e->is_leader() ? 1 : 0;
+  EXPECT_EQ(leading, kElections);
+  // 1 campaign thread + 2 request threads + 1 watch thread for the one bucket.
+  EXPECT_EQ(executor.threads(), 4U);
+  EXPECT_EQ(thread_count() - threads_before, 4);
+  elections.clear(); // each stop() releases its key
+  EXPECT_EQ(history.losses(), kElections);
+  EXPECT_EQ(executor.elections(), 0U);
+}
+
+// Executor members and members with threads of their own share one election: one leader at a
+// time, and a stopped leader's successor takes over at once through the release.
+TEST_F(ExecutorTest, ExecutorAndThreadMembersShareAnElection) {
+  Executor first;
+  Executor second;
+  History history;
+  auto options = [&](const std::string& name) { return history.options_for(name); };
+  auto a = member(first, "a", "job", options("a"));
+  auto b = member(second, "b", "job", options("b"));
+  auto c = std::make_unique<Election>(
+      "c", "job", bucket_->get(), concat({SkipValidation(), WithStartupSplay(0ms)}, options("c")));
+  a->start();
+  ASSERT_TRUE(a->await(5s));
+  b->start();
+  c->start();
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(b->leader(), std::optional<std::string>("a"));
+  EXPECT_EQ(c->leader(), std::optional<std::string>("a"));
+  for (int round = 0; round < 3; ++round) {
+    Election* leader = a->is_leader() ? a.get() : b->is_leader() ? b.get() : c.get();
+    ASSERT_TRUE(leader->is_leader());
+    const auto wins = history.wins();
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(leader->resign());
+    ASSERT_TRUE(eventually([&] { return history.wins() == wins + 1; }, 5s));
+    // A release hands over without waiting for the TTL.
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, ttl);
+  }
+  a.reset();
+  b.reset();
+  c.reset();
+  EXPECT_LE(history.max_active(), 1);
+  EXPECT_EQ(history.wins(), history.losses());
+}
+
+// A callback may stop, resign and query other elections of its own executor: they run on the
+// same thread, so these calls must not wait for it.
+TEST_F(ExecutorTest, CallbacksReachOtherElectionsOfTheExecutor) {
+  Executor executor;
+  auto other = member(executor, "o", "other");
+  other->start();
+  ASSERT_TRUE(other->await(5s));
+  std::atomic<bool> resigned{false};
+  std::atomic<bool> awaited{true};
+  std::atomic<bool> stopped{false};
+  auto caller = member(executor, "c", "caller", {OnWon([&] {
+                         awaited = other->await(10s);
+                         resigned = other->resign();
+                         other->stop();
+                         stopped = other->state() == State::Unknown;
+                       })});
+  const auto t0 = std::chrono::steady_clock::now();
+  caller->start();
+  ASSERT_TRUE(caller->await(5s));
+  ASSERT_TRUE(eventually([&] { return stopped.load(); }, 5s));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s) << "a call from the callback waited";
+  EXPECT_TRUE(awaited.load()) << "await() on the executor's thread answers at once";
+  EXPECT_TRUE(resigned.load());
+  EXPECT_FALSE(other->is_leader());
+  EXPECT_EQ(executor.elections(), 1U);
+  // The callback's election carries on.
+  std::this_thread::sleep_for(ttl);
+  EXPECT_TRUE(caller->is_leader());
+  caller->stop();
+  EXPECT_EQ(executor.elections(), 0U);
+}
+
+// Destroying an executor stops its elections as stop() would (OnLost, release); they can no
+// longer be started on it.
+TEST_F(ExecutorTest, DestroyingTheExecutorStopsItsElections) {
+  auto executor = std::make_unique<Executor>();
+  std::atomic<int> lost{0};
+  auto e = member(*executor, "a", "job", {OnLost([&] { ++lost; })});
+  e->start();
+  ASSERT_TRUE(e->await(5s));
+  executor.reset();
+  EXPECT_EQ(lost.load(), 1);
+  EXPECT_EQ(e->state(), State::Unknown);
+  EXPECT_EQ(read_leader(bucket_->get(), "job"), std::nullopt) << "the key was not released";
+  try {
+    e->start();
+    FAIL() << "start() on a destroyed executor did not throw";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), Errc::invalid_argument);
+    EXPECT_NE(std::string(error.what()).find("executor"), std::string::npos) << error.what();
+  }
+  EXPECT_FALSE(e->is_leader());
+}
+
+TEST_F(ExecutorTest, BadSettingsAreNamed) {
+  for (int threads : {0, -1, 65}) {
+    try {
+      Executor executor(ExecutorOptions{threads});
+      FAIL() << "io_threads " << threads << " accepted";
+    } catch (const Error& error) {
+      EXPECT_EQ(error.code(), Errc::invalid_option);
+      EXPECT_NE(std::string(error.what()).find("io_threads"), std::string::npos);
+    }
+  }
+}
+
+// run() with an executor: the caller's thread waits while the executor campaigns.
+TEST_F(ExecutorTest, RunWaitsForItsToken) {
+  Executor executor;
+  auto e = member(executor, "a", "job");
+  std::stop_source stop;
+  std::jthread runner([&] { e->run(stop.get_token()); });
+  ASSERT_TRUE(e->await(5s));
+  stop.request_stop();
+  runner.join();
+  EXPECT_EQ(e->state(), State::Unknown);
+  EXPECT_EQ(executor.elections(), 0U);
+}
+
+} // namespace
+} // namespace kvelect::testing
