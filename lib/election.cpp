@@ -54,6 +54,14 @@ bool is_marker(std::string_view value) {
   return value.substr(0, detail::kReservedPrefix.size()) == detail::kReservedPrefix;
 }
 
+Config make_config(const std::vector<Option>& options) {
+  Config config;
+  for (const auto& option : options)
+    if (option.apply)
+      option.apply(config);
+  return config;
+}
+
 // The member a key value names, if it names one.
 std::optional<std::string> member_of(const Entry& entry) {
   if (entry.op != Op::put || entry.value.empty() || is_marker(entry.value))
@@ -119,12 +127,8 @@ void IoWorker::run(std::stop_token stop) {
 
 Election::Impl::Impl(std::string name, std::string key, kvStore* bucket,
                      const std::vector<Option>& options, bool observe_only)
-    : name_(std::move(name)), key_(std::move(key)), bucket_(bucket), observe_only_(observe_only) {
-  for (const auto& option : options)
-    if (option.apply)
-      option.apply(config_);
-  executor_ = config_.executor;
-
+    : name_(std::move(name)), key_(std::move(key)), bucket_(bucket), config_(make_config(options)),
+      observe_only_(observe_only), executor_(config_.executor) {
   if (!observe_only_) {
     if (name_.empty())
       throw Error(Errc::invalid_name, "member name is empty");
@@ -426,11 +430,19 @@ void Election::Impl::begin_run() {
                       event.entry.value == name_;
     post(std::move(event), !echo);
   };
-  if (executor_) {
-    watch_ = executor_->watch(bucket_, key_, sink);
-  } else {
-    io_ = std::make_unique<detail::IoWorker>();
-    watch_ = std::make_unique<detail::KeyWatch>(bucket_, key_, sink);
+  try {
+    if (executor_) {
+      watch_ = executor_->watch(bucket_, key_, sink);
+    } else {
+      io_ = std::make_unique<detail::IoWorker>();
+      watch_ = std::make_unique<detail::KeyWatch>(bucket_, key_, sink);
+    }
+  } catch (const std::exception& e) {
+    // No thread could be started (the process is out of threads or memory): the loop cannot
+    // run; the first step ends it.
+    fail(Error(Errc::no_resources,
+               fmt::format("cannot start the threads of election '{}': {}", key_, e.what())));
+    return;
   }
   debugf("campaigning as '{}' for '{}': ttl {} ms, interval {} ms, lease guard {} ms", name_, key_,
          ttl_ms_.count(), interval_ms_.count(), duration_cast<milliseconds>(guard_).count());
@@ -452,7 +464,11 @@ bool Election::Impl::step() {
     if (!stop && !stopping_ && !fatal_) {
       std::size_t handled = 0;
       while (handled < batch.size()) {
-        std::visit([&](auto& event) { handle(event, now); }, batch[handled++]);
+        auto& item = batch[handled++];
+        if (auto* event = std::get_if<WatchEvent>(&item))
+          handle(*event, now);
+        else if (auto* result = std::get_if<IoResult>(&item))
+          handle(*result, now);
         pump_pending(now);
         now = Clock::now();
         check_lease(now);

@@ -26,7 +26,7 @@ Error::Error(Errc code, const std::string& message) : std::runtime_error(message
 
 bool Error::fatal() const noexcept {
   return code_ == Errc::bucket_deleted || code_ == Errc::permission_denied ||
-         code_ == Errc::connection_closed;
+         code_ == Errc::connection_closed || code_ == Errc::no_resources;
 }
 
 const char* to_string(Errc code) noexcept {
@@ -50,6 +50,7 @@ const char* to_string(Errc code) noexcept {
   case Errc::invalid_argument: return "invalid_argument";
   case Errc::nats_error: return "nats_error";
   case Errc::callback_failed: return "callback_failed";
+  case Errc::no_resources: return "no_resources";
   }
   return "unknown_error";
 }

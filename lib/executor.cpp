@@ -176,6 +176,10 @@ void ExecutorState::run_io(const std::stop_token& stop) {
 class ExecutorState::SharedWatchHandle final : public WatchHandle {
 public:
   SharedWatchHandle(ExecutorState& owner, kvStore* bucket) : owner_(owner), bucket_(bucket) {}
+  SharedWatchHandle(const SharedWatchHandle&) = delete;
+  SharedWatchHandle& operator=(const SharedWatchHandle&) = delete;
+  SharedWatchHandle(SharedWatchHandle&&) = delete;
+  SharedWatchHandle& operator=(SharedWatchHandle&&) = delete;
   ~SharedWatchHandle() override {
     subscription_.reset();
     owner_.release_watch(bucket_);

@@ -74,9 +74,9 @@ private:
     bool queued = false;
   };
   struct Timer {
-    TimePoint at;
-    Steppable* task;
-    std::uint64_t seq;
+    TimePoint at{};
+    Steppable* task = nullptr;
+    std::uint64_t seq = 0;
     bool operator>(const Timer& other) const { return at > other.at; }
   };
   void run(const std::stop_token& stop);

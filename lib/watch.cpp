@@ -155,6 +155,10 @@ class BucketWatch::Subscription final : public WatchHandle {
 public:
   Subscription(BucketWatch& owner, std::string key, std::uint64_t id)
       : owner_(owner), key_(std::move(key)), id_(id) {}
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
+  Subscription(Subscription&&) = delete;
+  Subscription& operator=(Subscription&&) = delete;
   ~Subscription() override { owner_.unsubscribe(key_, id_); }
   void recreate() noexcept override { owner_.recreate(); }
 
@@ -225,7 +229,7 @@ void BucketWatch::pump(std::stop_token stop) {
   run_watchers(
       stop, recreate_, watcher_mu_, current_, fmt::format("bucket '{}'", kvStore_Bucket(bucket_)),
       [this](kvWatcher** out) { return kvStore_WatchAll(out, bucket_, nullptr); },
-      [this](WatchEvent event, const std::string& key) {
+      [this](const WatchEvent& event, const std::string& key) {
         std::lock_guard lock(mu_);
         switch (event.kind) {
         case WatchEvent::Kind::entry: {

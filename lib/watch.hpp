@@ -53,6 +53,10 @@ class KeyWatch final : public WatchHandle {
 public:
   using Sink = WatchSink;
   KeyWatch(kvStore* bucket, std::string key, Sink sink);
+  KeyWatch(const KeyWatch&) = delete;
+  KeyWatch& operator=(const KeyWatch&) = delete;
+  KeyWatch(KeyWatch&&) = delete;
+  KeyWatch& operator=(KeyWatch&&) = delete;
   ~KeyWatch() override;
 
   void recreate() noexcept override;

@@ -32,6 +32,7 @@ enum class Errc : int {
   invalid_argument = 16,   ///< any other bad argument to a kvelect function
   nats_error = 17,         ///< a cnats call failed; the message carries cnats' own text
   callback_failed = 18,    ///< a user callback threw; reported through WithDebug/OnError
+  no_resources = 19,       ///< an election's threads could not be started (fatal)
 };
 
 /// The std::error_category of kvelect::Errc ("kvelect").
