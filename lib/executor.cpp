@@ -14,7 +14,12 @@ ExecutorState::ExecutorState(ExecutorOptions options) : options_(options) {
                 fmt::format("executor io_threads {} is outside 1..64", options_.io_threads));
   for (int i = 0; i < options_.io_threads; ++i)
     io_threads_.emplace_back([this](std::stop_token stop) { run_io(stop); });
-  thread_ = std::jthread([this](std::stop_token stop) { run(stop); });
+}
+
+void ExecutorState::start(const std::shared_ptr<ExecutorState>& self) {
+  // The campaign thread holds the state: if the Executor is destroyed on this very thread (from
+  // a callback), the thread outlives it and ends the state itself (run()).
+  thread_ = std::jthread([self](std::stop_token stop) { self->run(stop); });
   thread_id_ = thread_.get_id();
 }
 
@@ -27,6 +32,12 @@ void ExecutorState::shutdown() noexcept {
     if (closed_ && !thread_.joinable())
       return;
     closed_ = true;
+    if (on_thread()) {
+      // Destroyed from a callback of one of its elections: it cannot wait for them here. They
+      // run on until each is stopped; then the campaign thread ends everything (run()).
+      exit_when_idle_ = true;
+      return;
+    }
     for (auto& [raw, task] : tasks_)
       running.push_back(task.task);
   }
@@ -36,8 +47,12 @@ void ExecutorState::shutdown() noexcept {
   running.clear();
   thread_.request_stop();
   cv_.notify_all();
-  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id())
+  if (thread_.joinable())
     thread_.join();
+  stop_io_and_watches();
+}
+
+void ExecutorState::stop_io_and_watches() noexcept {
   for (auto& t : io_threads_)
     t.request_stop();
   io_cv_.notify_all();
@@ -94,6 +109,13 @@ void ExecutorState::run(const std::stop_token& stop) {
     batch.clear();
     {
       std::unique_lock lock(mu_);
+      if (exit_when_idle_ && tasks_.empty()) {
+        // The Executor was destroyed on this thread and its last election has now stopped.
+        lock.unlock();
+        stop_io_and_watches();
+        thread_.detach();
+        return;
+      }
       for (;;) {
         if (stop.stop_requested())
           return;
@@ -244,7 +266,9 @@ std::size_t ExecutorState::threads() const {
 } // namespace detail
 
 Executor::Executor(ExecutorOptions options)
-    : state_(std::make_shared<detail::ExecutorState>(options)) {}
+    : state_(std::make_shared<detail::ExecutorState>(options)) {
+  state_->start(state_);
+}
 
 Executor::~Executor() { state_->shutdown(); }
 

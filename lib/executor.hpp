@@ -48,6 +48,8 @@ public:
   ExecutorState(ExecutorState&&) = delete;
   ExecutorState& operator=(ExecutorState&&) = delete;
 
+  // Starts the campaign thread, which holds `self`.
+  void start(const std::shared_ptr<ExecutorState>& self);
   // Stops every attached election, then the threads. After it, attach() throws.
   void shutdown() noexcept;
 
@@ -80,13 +82,15 @@ private:
     bool operator>(const Timer& other) const { return at > other.at; }
   };
   void run(const std::stop_token& stop);
+  void stop_io_and_watches() noexcept;
   void run_io(const std::stop_token& stop);
 
   const ExecutorOptions options_;
   mutable std::mutex mu_;
   std::condition_variable_any cv_;
   bool closed_ = false;
-  bool sleeping_ = false; // the campaign thread waits on cv_: only then does wake() notify
+  bool exit_when_idle_ = false; // destroyed on its own thread: end when the last task has gone
+  bool sleeping_ = false;       // the campaign thread waits on cv_: only then does wake() notify
   std::unordered_map<Steppable*, Task> tasks_;
   std::deque<Steppable*> ready_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;

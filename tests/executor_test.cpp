@@ -161,6 +161,31 @@ TEST_F(ExecutorTest, DestroyingTheExecutorStopsItsElections) {
   EXPECT_FALSE(e->is_leader());
 }
 
+// An executor destroyed from a callback of one of its own elections cannot wait for them: they
+// run on until each is stopped, and then its threads end.
+TEST_F(ExecutorTest, DestroyedFromItsOwnCallback) {
+  const int threads_before = thread_count();
+  auto executor = std::make_unique<Executor>();
+  auto other = member(*executor, "o", "other");
+  other->start();
+  ASSERT_TRUE(other->await(5s));
+  std::atomic<bool> destroyed{false};
+  auto e = member(*executor, "a", "job", {OnWon([&] {
+    executor.reset();
+    destroyed = true;
+  })});
+  e->start();
+  ASSERT_TRUE(eventually([&] { return destroyed.load(); }, 5s));
+  std::this_thread::sleep_for(ttl); // both go on renewing
+  EXPECT_TRUE(e->is_leader());
+  EXPECT_TRUE(other->is_leader());
+  other->stop();
+  e->stop();
+  EXPECT_EQ(read_leader(bucket_->get(), "job"), std::nullopt);
+  EXPECT_TRUE(eventually([&] { return thread_count() == threads_before; }, 5s))
+      << thread_count() - threads_before << " threads left";
+}
+
 TEST_F(ExecutorTest, BadSettingsAreNamed) {
   for (int threads : {0, -1, 65}) {
     try {

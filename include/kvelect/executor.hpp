@@ -39,6 +39,8 @@ struct ExecutorOptions {
 ///   elections this process does not hold.
 /// - Destroying the Executor stops every election still running on it (as stop() would);
 ///   starting an election on a destroyed Executor throws Error(Errc::invalid_argument).
+///   Destroyed from a callback of one of its own elections, it cannot wait for them: they run
+///   on until each is stopped, and then its threads end.
 class KVELECT_API Executor {
 public:
   /// Starts the executor's threads. Throws Error(Errc::invalid_option) for io_threads out of
