@@ -546,6 +546,9 @@ bool Election::Impl::drain(std::deque<Inbox>& batch) {
 }
 
 void Election::Impl::finish() {
+  // The last callback of the run: once running_ is false below, stop() may return (on an
+  // executor it does not join anything), and no callback may run after that.
+  debugf("left election '{}'", key_);
   watch_.reset();
   io_.reset();
   // Off the executor before the run is seen to end: a start() right after stop() returns
@@ -565,7 +568,6 @@ void Election::Impl::finish() {
     ++run_generation_; // results still on their way belong to no run
   }
   changed_.notify_all();
-  debugf("left election '{}'", key_);
 }
 
 Election::Impl::TimePoint Election::Impl::next_deadline() const {

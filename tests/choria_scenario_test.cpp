@@ -49,6 +49,11 @@ TEST(ChoriaScenario, AdversaryNeverProducesTwoLeaders) {
     EXPECT_LE(busy.max_active(), 1);
   }
   std::this_thread::sleep_for(1s);
+  // The untouched election is judged before the members stop: stopping its leader releases the
+  // key, and the other quiet member, still campaigning until its own turn to stop, may win it
+  // (seen under ThreadSanitizer, whose slowdown widens that window).
+  const int quiet_wins = quiet.wins();
+  const int quiet_losses = quiet.losses();
   members.clear();
 
   std::printf("kills %d, busy wins %d, losses %d\n", kills, busy.wins(), busy.losses());
@@ -56,8 +61,9 @@ TEST(ChoriaScenario, AdversaryNeverProducesTwoLeaders) {
   EXPECT_LE(busy.max_active(), 1) << "two members were leader at once";
   EXPECT_GE(busy.wins(), 4);
   EXPECT_GE(busy.losses(), 4);
-  EXPECT_EQ(quiet.wins(), 1) << "the untouched election changed leader";
-  EXPECT_EQ(quiet.losses(), 1); // only at the final stop
+  EXPECT_EQ(quiet_wins, 1) << "the untouched election changed leader";
+  EXPECT_EQ(quiet_losses, 0) << "the untouched election lost its leader";
+  EXPECT_EQ(quiet.losses(), quiet.wins()); // every leadership ended by the final stop
   EXPECT_LE(quiet.max_active(), 1);
 }
 
