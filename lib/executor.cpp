@@ -126,7 +126,10 @@ void ExecutorState::run(const std::stop_token& stop) {
           const Timer timer = timers_.top();
           timers_.pop();
           const auto it = tasks_.find(timer.task);
-          if (it == tasks_.end() || it->second.timer_seq != timer.seq || it->second.queued)
+          if (it == tasks_.end() || it->second.timer_seq != timer.seq)
+            continue;
+          it->second.scheduled = TimePoint::max(); // no timer of it is pending any more
+          if (it->second.queued)
             continue;
           it->second.queued = true;
           ready_.push_back(timer.task);
@@ -164,7 +167,8 @@ void ExecutorState::run(const std::stop_token& stop) {
       const auto it = tasks_.find(task.get());
       if (it == tasks_.end())
         continue;
-      if (*next == TimePoint::max() || (*next == it->second.scheduled && !it->second.queued))
+      // The pending timer already says when (a step out of turn, woken by an event).
+      if (*next == TimePoint::max() || *next == it->second.scheduled)
         continue;
       it->second.scheduled = *next;
       timers_.push({*next, task.get(), ++it->second.timer_seq});
