@@ -42,6 +42,11 @@ constexpr auto kRenewRetry = 50ms;
 constexpr auto kRenewalWindow = 250ms;
 // A watch that has not shown a revision we know was written after this long is recreated.
 constexpr auto kWatchCatchUp = 1s;
+// Herd control (docs/protocol.md, "Herd control"): a candidate that lost the race for the last
+// vacancy waits a random 0 .. window before writing for the next one, the window doubling from
+// the first value with each consecutive loss up to the cap. A winner writes at once.
+constexpr auto kHerdWindowFirst = 2ms;
+constexpr auto kHerdWindowCap = 64ms;
 
 std::uint64_t random_below(std::uint64_t bound) {
   if (bound == 0)
@@ -373,6 +378,9 @@ void Election::Impl::reset_for_run() {
                            static_cast<std::uint64_t>(config_.startup_splay.count()) + 1)));
   next_campaign_ = observe_only_ ? TimePoint::max() : start_after_;
   next_renewal_ = expiry_attempt_ = retry_at_ = guard_until_ = term_end_ = TimePoint::max();
+  herd_attempt_ = TimePoint::max();
+  herd_wait_done_ = false;
+  vacancy_losses_ = 0;
   watch_deadline_ = TimePoint::max();
   next_health_ = config_.health_check && !observe_only_ ? now : TimePoint::max();
   cooldown_until_ = {};
@@ -581,7 +589,7 @@ Election::Impl::TimePoint Election::Impl::next_deadline() const {
   // Only the roles whose run_timers() branch advances these timers may wait for them; otherwise
   // a past deadline would wake the loop again at once (a leader busy-looping).
   if (role_ == Role::candidate)
-    next = std::min({next, next_campaign_, expiry_attempt_});
+    next = std::min({next, next_campaign_, expiry_attempt_, herd_attempt_});
   if (observe_only_)
     next = std::min(next, expiry_attempt_);
   if (role_ == Role::leader || role_ == Role::pending)
@@ -656,6 +664,11 @@ void Election::Impl::run_timers(TimePoint now) {
         config_.on_campaign(State::Candidate);
     });
     maybe_attempt(now, "campaign");
+  }
+  if (role_ == Role::candidate && now >= herd_attempt_) {
+    herd_attempt_ = TimePoint::max();
+    herd_wait_done_ = true;
+    maybe_attempt(now, "vacancy, after the herd wait");
   }
   if (role_ == Role::candidate && now >= expiry_attempt_) {
     expiry_attempt_ = TimePoint::max();
@@ -766,6 +779,20 @@ void Election::Impl::maybe_attempt(TimePoint now, const char* reason) {
     return;
   }
   using Kind = KeyView::Kind;
+  const bool vacant =
+      view_.kind == Kind::released || view_.kind == Kind::tombstone || view_.kind == Kind::absent;
+  if (vacant && vacancy_losses_ > 0 && !herd_wait_done_) {
+    if (herd_attempt_ != TimePoint::max())
+      return; // already waiting
+    // Lost the last vacancy race: many members are likely to want this one too. Let a random
+    // few write first; the watch shows their win before most of us have written.
+    const auto window = std::min<Duration>(
+        kHerdWindowCap, kHerdWindowFirst * (1 << std::min(vacancy_losses_ - 1, 5)));
+    herd_attempt_ = now + Duration(static_cast<Duration::rep>(
+                              random_below(static_cast<std::uint64_t>(window.count()) + 1)));
+    return;
+  }
+  herd_wait_done_ = false;
   switch (view_.kind) {
   case Kind::released:
     debugf("{}: key released at revision {}, taking it", reason, view_.revision);
@@ -914,6 +941,7 @@ void Election::Impl::handle_acquire(IoResult& result, TimePoint now) {
   }
   case Outcome::lost_race:
     ++failed_campaigns_;
+    vacancy_losses_ = std::min(vacancy_losses_ + 1, 8);
     // Re-read the key: it may be a tombstone whose revision we need, or a new holder.
     send_read(Purpose::acquire, w.current, result.vacancy);
     return;
@@ -1194,6 +1222,7 @@ void Election::Impl::observe(const Entry& entry, TimePoint now, bool from_watch)
 // Transitions
 
 void Election::Impl::become_leader(TimePoint now) {
+  vacancy_losses_ = 0;
   // The win's reply, or the end of the takeover guard, may come after the lease it started has
   // already ended (a stalled process, a reply slower than TTL − guard). OnWon must never fire
   // for an ended lease. Taking the key back would only repeat the race on a link that slow, and

@@ -213,6 +213,9 @@ private:
   TimePoint next_campaign_ = TimePoint::max();
   TimePoint next_renewal_ = TimePoint::max();
   TimePoint expiry_attempt_ = TimePoint::max();
+  TimePoint herd_attempt_ = TimePoint::max(); // a vacancy attempt after the herd wait
+  bool herd_wait_done_ = false;
+  int vacancy_losses_ = 0; // consecutive lost races for a vacancy
   TimePoint retry_at_ = TimePoint::max();
   TimePoint guard_until_ = TimePoint::max();
   TimePoint term_end_ = TimePoint::max();
