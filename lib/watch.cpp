@@ -33,115 +33,112 @@ Entry to_entry(kvEntry* e) {
   return entry;
 }
 
-// Runs watchers made by `create` until `stop`: hands each event to `deliver` with the entry's
-// key (empty for events that have none). A watcher that fails is reported and replaced after a
-// pause; one flagged through `recreate` is replaced at once. `current` (guarded by `mu`) names
-// the live watcher so that another thread can interrupt a blocked kvWatcher_Next by stopping it.
-template <typename Create, typename Deliver>
-void run_watchers(const std::stop_token& stop, std::atomic<bool>& recreate, std::mutex& mu,
-                  kvWatcher*& current, const std::string& what, Create create, Deliver deliver) {
-  std::uint64_t generation = 0;
-  while (!stop.stop_requested()) {
-    ++generation;
-    recreate.store(false);
-    kvWatcher* raw = nullptr;
-    const natsStatus created = create(&raw);
-    WatcherHandle watcher(raw);
-    {
-      std::lock_guard lock(mu);
-      current = watcher.get();
-    }
-    // Clears `current` before the watcher is destroyed, on every path out of this iteration.
-    struct Forget {
-      std::mutex& mu;
-      kvWatcher*& current;
-      Forget(std::mutex& m, kvWatcher*& c) : mu(m), current(c) {}
-      Forget(const Forget&) = delete;
-      Forget& operator=(const Forget&) = delete;
-      Forget(Forget&&) = delete;
-      Forget& operator=(Forget&&) = delete;
-      ~Forget() {
-        std::lock_guard lock(mu);
-        current = nullptr;
-      }
-    } forget{mu, current};
-    if (stop.stop_requested())
-      break;
-    if (created != NATS_OK) {
-      natsStatus ignored = NATS_OK;
-      const char* text = nats_GetLastError(&ignored);
-      deliver(WatchEvent{WatchEvent::Kind::failed,
-                         {},
-                         fmt::format("cannot watch {}: {}", what,
-                                     text ? text : natsStatus_GetText(created)),
-                         generation},
-              std::string());
-      std::this_thread::sleep_for(kRetryPause);
-      continue;
-    }
-    while (!stop.stop_requested() && !recreate.load()) {
-      kvEntry* next = nullptr;
-      const natsStatus status = kvWatcher_Next(&next, watcher.get(), kPollMillis);
-      EntryHandle entry(next);
-      if (status == NATS_TIMEOUT)
-        continue;
-      if (status != NATS_OK) {
-        if (stop.stop_requested() || recreate.load())
-          break; // interrupted on purpose
-        deliver(WatchEvent{WatchEvent::Kind::failed,
-                           {},
-                           fmt::format("watch of {} failed: {}", what, natsStatus_GetText(status)),
-                           generation},
-                std::string());
-        std::this_thread::sleep_for(kRetryPause);
-        break;
-      }
-      if (!entry) {
-        deliver(WatchEvent{WatchEvent::Kind::initial_done, {}, {}, generation}, std::string());
-        continue;
-      }
-      const char* key = kvEntry_Key(entry.get());
-      deliver(WatchEvent{WatchEvent::Kind::entry, to_entry(entry.get()), {}, generation},
-              std::string(key != nullptr ? key : ""));
-    }
-  }
-}
-
 } // namespace
 
 // ---------------------------------------------------------------------------------------------
-// KeyWatch
+// WatcherPump
 
-KeyWatch::KeyWatch(kvStore* bucket, std::string key, Sink sink)
-    : bucket_(bucket), key_(std::move(key)), sink_(std::move(sink)),
-      thread_([this](std::stop_token stop) { pump(std::move(stop)); }) {}
+WatcherPump::WatcherPump(std::string what, Create create, Deliver deliver)
+    : what_(std::move(what)), create_(std::move(create)), deliver_(std::move(deliver)),
+      thread_([this](std::stop_token stop) { run(stop); }) {}
 
-KeyWatch::~KeyWatch() {
+WatcherPump::~WatcherPump() {
   thread_.request_stop();
   interrupt();
   if (thread_.joinable())
     thread_.join();
 }
 
-void KeyWatch::recreate() noexcept {
+void WatcherPump::recreate() noexcept {
   // Only a flag: stopping the watcher here would make the calling (campaign) thread wait for
   // cnats' consumer-delete request, up to a request timeout, while a lease may be ending. The
   // pump thread notices within one poll and recreates the watcher itself.
   recreate_.store(true);
 }
 
-void KeyWatch::interrupt() noexcept {
+void WatcherPump::interrupt() noexcept {
   std::lock_guard lock(mu_);
   if (current_ != nullptr)
     kvWatcher_Stop(current_);
 }
 
-void KeyWatch::pump(std::stop_token stop) {
-  run_watchers(
-      stop, recreate_, mu_, current_, fmt::format("key '{}'", key_),
-      [this](kvWatcher** out) { return kvStore_Watch(out, bucket_, key_.c_str(), nullptr); },
-      [this](WatchEvent event, const std::string&) { sink_(std::move(event)); });
+void WatcherPump::run(const std::stop_token& stop) {
+  std::uint64_t generation = 0;
+  while (!stop.stop_requested()) {
+    ++generation;
+    recreate_.store(false);
+    kvWatcher* raw = nullptr;
+    const auto created = static_cast<natsStatus>(create_(&raw));
+    WatcherHandle watcher(raw);
+    {
+      std::lock_guard lock(mu_);
+      current_ = watcher.get();
+    }
+    // Clears current_ before the watcher is destroyed, on every path out of this iteration.
+    struct Forget {
+      WatcherPump& self;
+      explicit Forget(WatcherPump& owner) : self(owner) {}
+      Forget(const Forget&) = delete;
+      Forget& operator=(const Forget&) = delete;
+      Forget(Forget&&) = delete;
+      Forget& operator=(Forget&&) = delete;
+      ~Forget() {
+        std::lock_guard lock(self.mu_);
+        self.current_ = nullptr;
+      }
+    } forget{*this};
+    if (stop.stop_requested())
+      break;
+    if (created != NATS_OK) {
+      natsStatus ignored = NATS_OK;
+      const char* text = nats_GetLastError(&ignored);
+      deliver_(WatchEvent{WatchEvent::Kind::failed,
+                          {},
+                          fmt::format("cannot watch {}: {}", what_,
+                                      text ? text : natsStatus_GetText(created)),
+                          generation},
+               std::string());
+      std::this_thread::sleep_for(kRetryPause);
+      continue;
+    }
+    while (!stop.stop_requested() && !recreate_.load()) {
+      kvEntry* next = nullptr;
+      const natsStatus status = kvWatcher_Next(&next, watcher.get(), kPollMillis);
+      EntryHandle entry(next);
+      if (status == NATS_TIMEOUT)
+        continue;
+      if (status != NATS_OK) {
+        if (stop.stop_requested() || recreate_.load())
+          break; // interrupted on purpose
+        deliver_(
+            WatchEvent{WatchEvent::Kind::failed,
+                       {},
+                       fmt::format("watch of {} failed: {}", what_, natsStatus_GetText(status)),
+                       generation},
+            std::string());
+        std::this_thread::sleep_for(kRetryPause);
+        break;
+      }
+      if (!entry) {
+        deliver_(WatchEvent{WatchEvent::Kind::initial_done, {}, {}, generation}, std::string());
+        continue;
+      }
+      const char* key = kvEntry_Key(entry.get());
+      deliver_(WatchEvent{WatchEvent::Kind::entry, to_entry(entry.get()), {}, generation},
+               std::string(key != nullptr ? key : ""));
+    }
+  }
 }
+
+// ---------------------------------------------------------------------------------------------
+// KeyWatch
+
+KeyWatch::KeyWatch(kvStore* bucket, std::string key, Sink sink)
+    : bucket_(bucket), key_(std::move(key)), sink_(std::move(sink)),
+      pump_(
+          fmt::format("key '{}'", key_),
+          [this](kvWatcher** out) { return kvStore_Watch(out, bucket_, key_.c_str(), nullptr); },
+          [this](WatchEvent event, const std::string&) { sink_(std::move(event)); }) {}
 
 // ---------------------------------------------------------------------------------------------
 // BucketWatch
@@ -169,14 +166,11 @@ private:
 };
 
 BucketWatch::BucketWatch(kvStore* bucket)
-    : bucket_(bucket), thread_([this](std::stop_token stop) { pump(std::move(stop)); }) {}
-
-BucketWatch::~BucketWatch() {
-  thread_.request_stop();
-  interrupt();
-  if (thread_.joinable())
-    thread_.join();
-}
+    : bucket_(bucket),
+      pump_(
+          fmt::format("bucket '{}'", kvStore_Bucket(bucket)),
+          [this](kvWatcher** out) { return kvStore_WatchAll(out, bucket_, nullptr); },
+          [this](const WatchEvent& event, const std::string& key) { dispatch(event, key); }) {}
 
 std::unique_ptr<WatchHandle> BucketWatch::subscribe(std::string key, WatchSink sink) {
   std::lock_guard lock(mu_);
@@ -210,41 +204,24 @@ void BucketWatch::recreate() noexcept {
   if (now - last_recreate_ < kMinRecreateGap)
     return;
   last_recreate_ = now;
-  recreate_.store(true); // as KeyWatch::recreate: the pump thread does the work
+  pump_.recreate();
 }
 
-void BucketWatch::interrupt() noexcept {
-  std::lock_guard lock(watcher_mu_);
-  if (current_ != nullptr)
-    kvWatcher_Stop(current_);
-}
-
-void BucketWatch::deliver_all(const WatchEvent& event) {
-  for (auto& [key, list] : subscribers_)
+void BucketWatch::dispatch(const WatchEvent& event, const std::string& key) {
+  std::lock_guard lock(mu_);
+  if (event.kind == WatchEvent::Kind::entry) {
+    last_[key] = event.entry;
+    if (const auto it = subscribers_.find(key); it != subscribers_.end())
+      for (auto& subscriber : it->second)
+        subscriber.sink(event);
+    return;
+  }
+  // "Initial values done" and failures concern every key.
+  if (event.kind == WatchEvent::Kind::initial_done)
+    initial_done_ = true;
+  for (auto& [each_key, list] : subscribers_)
     for (auto& subscriber : list)
       subscriber.sink(event);
-}
-
-void BucketWatch::pump(std::stop_token stop) {
-  run_watchers(
-      stop, recreate_, watcher_mu_, current_, fmt::format("bucket '{}'", kvStore_Bucket(bucket_)),
-      [this](kvWatcher** out) { return kvStore_WatchAll(out, bucket_, nullptr); },
-      [this](const WatchEvent& event, const std::string& key) {
-        std::lock_guard lock(mu_);
-        switch (event.kind) {
-        case WatchEvent::Kind::entry: {
-          last_[key] = event.entry;
-          const auto it = subscribers_.find(key);
-          if (it != subscribers_.end())
-            for (auto& subscriber : it->second)
-              subscriber.sink(event);
-          return;
-        }
-        case WatchEvent::Kind::initial_done: initial_done_ = true; break;
-        case WatchEvent::Kind::failed: break;
-        }
-        deliver_all(event);
-      });
 }
 
 } // namespace kvelect::detail

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// A watch on one election key: a thread that pumps a cnats kvWatcher and hands each entry to a
-// sink. cnats 3.4's watchers are synchronous (kvWatcher_Next), so each needs a thread to wait.
+// Watches of election keys: a thread that pumps a cnats kvWatcher (cnats 3.4's watchers are
+// synchronous, kvWatcher_Next, so each needs a thread to wait) and hands each entry on. KeyWatch
+// watches one key for one election; BucketWatch watches a whole bucket for an Executor.
 #pragma once
 
 #include "kv.hpp"
@@ -48,6 +49,38 @@ public:
   virtual void recreate() noexcept = 0;
 };
 
+// One cnats watcher at a time, pumped by a thread of its own (cnats 3.4's watchers are
+// synchronous): made by `create`, replaced after a pause when it fails and at once when asked
+// (recreate()); each event goes to `deliver` with its entry's key (empty for events without one).
+// The destructor interrupts a blocked kvWatcher_Next by stopping the watcher and joins the thread,
+// so no event is delivered after it returns. KeyWatch and BucketWatch are built on it.
+class WatcherPump {
+public:
+  using Create = std::function<int(kvWatcher** watcher)>; // returns a natsStatus
+  using Deliver = std::function<void(WatchEvent event, const std::string& key)>;
+  WatcherPump(std::string what, Create create, Deliver deliver);
+  ~WatcherPump();
+  WatcherPump(const WatcherPump&) = delete;
+  WatcherPump& operator=(const WatcherPump&) = delete;
+  WatcherPump(WatcherPump&&) = delete;
+  WatcherPump& operator=(WatcherPump&&) = delete;
+
+  void recreate() noexcept;
+
+private:
+  void run(const std::stop_token& stop);
+  // Stops the current watcher, which makes a kvWatcher_Next blocked on it return at once.
+  void interrupt() noexcept;
+
+  const std::string what_; // for messages: "key 'k'", "bucket 'b'"
+  const Create create_;
+  const Deliver deliver_;
+  std::atomic<bool> recreate_{false};
+  std::mutex mu_;
+  kvWatcher* current_ = nullptr; // guarded by mu_; owned by the pump thread
+  std::jthread thread_;          // last: started once everything above exists
+};
+
 // One key, one cnats watcher, one thread: the default, one per Election.
 class KeyWatch final : public WatchHandle {
 public:
@@ -57,22 +90,15 @@ public:
   KeyWatch& operator=(const KeyWatch&) = delete;
   KeyWatch(KeyWatch&&) = delete;
   KeyWatch& operator=(KeyWatch&&) = delete;
-  ~KeyWatch() override;
+  ~KeyWatch() override = default;
 
-  void recreate() noexcept override;
+  void recreate() noexcept override { pump_.recreate(); }
 
 private:
-  void pump(std::stop_token stop);
-  // Stops the current watcher, which makes a kvWatcher_Next blocked on it return at once.
-  void interrupt() noexcept;
-
   kvStore* bucket_;
   std::string key_;
   Sink sink_;
-  std::atomic<bool> recreate_{false};
-  std::mutex mu_;
-  kvWatcher* current_ = nullptr; // guarded by mu_; owned by the pump thread
-  std::jthread thread_;
+  WatcherPump pump_; // last: destroyed (joined) first
 };
 
 // One watcher on a whole bucket, shared by every election of an Executor on that bucket: one
@@ -81,7 +107,7 @@ private:
 class BucketWatch {
 public:
   explicit BucketWatch(kvStore* bucket);
-  ~BucketWatch();
+  ~BucketWatch() = default;
   BucketWatch(const BucketWatch&) = delete;
   BucketWatch& operator=(const BucketWatch&) = delete;
   BucketWatch(BucketWatch&&) = delete;
@@ -97,22 +123,17 @@ private:
     std::uint64_t id;
     WatchSink sink;
   };
-  void pump(std::stop_token stop);
+  void dispatch(const WatchEvent& event, const std::string& key);
   void unsubscribe(const std::string& key, std::uint64_t id);
-  void deliver_all(const WatchEvent& event); // with mu_ held
-  void interrupt() noexcept;
 
   kvStore* bucket_;
-  std::mutex mu_; // guards everything below; held while sinks run
+  std::mutex mu_; // guards everything below but pump_; held while sinks run
   std::unordered_map<std::string, std::vector<Subscriber>> subscribers_;
   std::unordered_map<std::string, Entry> last_; // the last entry of each key seen
   bool initial_done_ = false;
   std::uint64_t next_id_ = 1;
   std::chrono::steady_clock::time_point last_recreate_{};
-  std::atomic<bool> recreate_{false};
-  std::mutex watcher_mu_;
-  kvWatcher* current_ = nullptr; // guarded by watcher_mu_; owned by the pump thread
-  std::jthread thread_;
+  WatcherPump pump_; // last: destroyed (joined) first
 };
 
 } // namespace kvelect::detail
