@@ -548,7 +548,7 @@ bool Election::Impl::drain(std::deque<Inbox>& batch) {
   const std::uint64_t revision = held_revision_ != 0 ? held_revision_ : release_wanted_;
   if (revision == 0)
     return false;
-  send_write(Purpose::release, std::string(detail::kReleasedValue), revision, Vacancy::clean);
+  send_release(revision);
   release_sent_ = true;
   return true;
 }
@@ -883,8 +883,7 @@ void Election::Impl::pump_pending(TimePoint now) {
     return;
   // Work that waited for the worker, most urgent first.
   if (release_wanted_ != 0) {
-    const auto revision = std::exchange(release_wanted_, 0);
-    send_write(Purpose::release, std::string(detail::kReleasedValue), revision, Vacancy::clean);
+    send_release(std::exchange(release_wanted_, 0));
     return;
   }
   if (renew_wanted_ && (role_ == Role::leader || role_ == Role::pending)) {
@@ -1242,12 +1241,7 @@ void Election::Impl::become_leader(TimePoint now) {
     const auto revision = std::exchange(held_revision_, 0);
     debugf("the lease of revision {} ended before the win could be announced: releasing it",
            revision);
-    if (revision != 0) {
-      if (io_busy_)
-        release_wanted_ = revision; // a renewal in flight: see handle_renew
-      else
-        send_write(Purpose::release, std::string(detail::kReleasedValue), revision, Vacancy::clean);
-    }
+    release(revision); // with a renewal in flight, see handle_renew
     return;
   }
   role_ = Role::leader;
@@ -1321,13 +1315,24 @@ bool Election::Impl::step_down(const std::string& reason, std::uint64_t release_
   cooldown_until_ = Clock::now() + ttl_;
   if (release_revision != 0) {
     held_revision_ = 0;
-    if (io_busy_)
-      release_wanted_ = release_revision;
-    else
-      send_write(Purpose::release, std::string(detail::kReleasedValue), release_revision,
-                 Vacancy::clean);
+    release(release_revision);
   }
   return true;
+}
+
+void Election::Impl::release(std::uint64_t revision) {
+  if (revision == 0)
+    return;
+  if (io_busy_)
+    release_wanted_ = revision; // pump_pending() sends it when the request in flight is done
+  else
+    send_release(revision);
+}
+
+void Election::Impl::send_release(std::uint64_t revision) {
+  // Revision-checked: if anyone wrote since `revision`, it fails and touches nothing
+  // (docs/protocol.md, "Release").
+  send_write(Purpose::release, std::string(detail::kReleasedValue), revision, Vacancy::clean);
 }
 
 void Election::Impl::fail(const Error& error) {

@@ -137,6 +137,9 @@ private:
   void become_leader(TimePoint now);
   void lose(const std::string& reason);
   bool step_down(const std::string& reason, std::uint64_t release_revision);
+  // Gives the key back at `revision` now, or once the request in flight has returned.
+  void release(std::uint64_t revision);
+  void send_release(std::uint64_t revision);
   void fail(const Error& error);
   void report(const detail::WriteResult& failure, std::string_view what);
   std::chrono::milliseconds candidate_wait();
