@@ -1197,8 +1197,12 @@ void Election::Impl::observe(const Entry& entry, TimePoint now, bool from_watch)
     holder_seen_ = true;
   }
 
-  // Who leads, as far as we can see. While pending we do not claim it yet.
-  if (ours_now)
+  // Who leads, as far as we can see. A member names itself only while it leads: its own name
+  // seen at any other time is a write of its own whose lease it does not hold (the echo of a
+  // renewal that was in flight when it resigned or its lease ended, a write of unknown outcome
+  // that landed, a pending win), so it names no leader (docs/protocol.md, "Reporting the
+  // leader").
+  if (holder && *holder == name_ && !observe_only_)
     set_observed_leader(role_ == Role::leader ? std::optional<std::string>(name_) : std::nullopt);
   else
     set_observed_leader(holder);

@@ -3,6 +3,9 @@
 // OnNewLeader, Observer, await, the leadership stop token, term limits, health checks,
 // eviction, fatal errors, the LeaderElection interface and NoopElection, stats.
 #include "common.hpp"
+#include "fault_proxy.hpp"
+
+#include <algorithm>
 
 #include <fmt/format.h>
 
@@ -10,6 +13,16 @@ namespace kvelect::testing {
 namespace {
 
 using Sequence = std::vector<std::optional<std::string>>;
+
+// The key's value as the server has it now; nullopt if there is no live value.
+std::optional<std::string> value_of(kvStore* bucket, const char* key) {
+  kvEntry* entry = nullptr;
+  if (kvStore_Get(&entry, bucket, key) != NATS_OK)
+    return std::nullopt;
+  std::string value = kvEntry_ValueString(entry);
+  kvEntry_Destroy(entry);
+  return value;
+}
 
 class Recorder {
 public:
@@ -120,6 +133,54 @@ TEST_F(FeaturesTest, OnNewLeaderFiresOncePerChangeAndObserversAgree) {
   EXPECT_EQ(observer_seen.named(), winners);
   for (int i = 0; i < 3; ++i)
     EXPECT_EQ(seen[i].named(), winners) << "m" << i;
+}
+
+// The flake of the CI run of a45a178 (features_on_executor under TSan): a leader resigned while
+// a renewal was in flight; the renewal's echo (the key naming the member, at the renewal's
+// revision) reached the member after its OnLost, and the member reported itself as leader again
+// until its release landed. A proxy that delays the member's traffic keeps the renewal in
+// flight across the resignation, so the echo always arrives after it.
+TEST_F(FeaturesTest, MemberNeverReportsItselfLeaderAfterItsOnLost) {
+  FaultProxy proxy("127.0.0.1", SharedServer::get()->port());
+  auto connection = std::make_unique<Connection>(connect_to(proxy.url()));
+  auto bucket = Bucket::open(*connection, bucket_->info().name);
+  Recorder seen;
+  std::atomic<int> leader_campaigns{0};
+  std::vector<Option> options{SkipValidation(), WithStartupSplay(0ms), seen.option(),
+                              OnCampaign([&](State state) {
+                                if (state == State::Leader)
+                                  ++leader_campaigns;
+                              })};
+  for (auto& option : design_options())
+    options.push_back(option);
+  Election m("solo", "job", bucket.get(), options);
+  m.start();
+  ASSERT_TRUE(m.await(5s));
+  ASSERT_TRUE(eventually([&] { return m.leader() == "solo"; }, 5s));
+  // 150 ms each way: a renewal's reply and its echo come 300 ms after it is sent, well within
+  // the 1 s TTL's lease and long after the resignation below is handled.
+  proxy.set_mode(FaultProxy::Mode::delay, 150ms);
+  const int before = leader_campaigns.load();
+  ASSERT_TRUE(eventually([&] { return leader_campaigns.load() > before; }, 5s));
+  ASSERT_TRUE(m.resign()); // the renewal just sent is in flight
+  // The echo of that renewal, then the release, reach the member: it reports no leader.
+  ASSERT_TRUE(eventually([&] { return value_of(bucket_->get(), "job") == "kvelect:released"; }, 5s))
+      << "the release did not land";
+  std::this_thread::sleep_for(400ms); // the watch delivers the release through the proxy, too
+  m.stop();
+  const auto all = seen.all();
+  ASSERT_GE(all.size(), 2U);
+  std::size_t first_self = all.size();
+  for (std::size_t i = 0; i < all.size(); ++i)
+    if (all[i] == std::optional<std::string>("solo")) {
+      first_self = i;
+      break;
+    }
+  ASSERT_LT(first_self, all.size()) << "never reported itself";
+  // Exactly one report of itself (when it won), then no leader.
+  EXPECT_EQ(std::count(all.begin(), all.end(), std::optional<std::string>("solo")), 1)
+      << "reported itself as leader after its OnLost";
+  EXPECT_EQ(all.back(), std::nullopt);
 }
 
 TEST_F(FeaturesTest, ObserverReportsNoLeaderAfterExpiry) {
