@@ -6,7 +6,7 @@
 #               complete, each public header compiles on its own, kvelect.pc is valid, and
 #               tests/consumer builds against it through pkg-config (shared and static) and runs
 #   format      clang-format-14 --dry-run --Werror over include/ lib/ tests/ tools/ examples/ bench/
-#   tidy        clang-tidy-14 over lib/*.cpp (config: .clang-tidy); any warning fails
+#   tidy        clang-tidy-14 over lib/**/*.cpp (config: .clang-tidy); any warning fails
 #   docs        Doxygen API reference of include/kvelect (skipped when doxygen is not installed);
 #               any warning fails
 #
@@ -254,7 +254,7 @@ step_format() {
 }
 
 step_tidy() {
-  header "tidy: clang-tidy-14 over lib/*.cpp"
+  header "tidy: clang-tidy-14 over lib/ (its .cpp files)"
   need clang-tidy-14
   main_build_setup
   [[ -f $MAIN_BUILD/compile_commands.json ]] || fail "no compile_commands.json in $MAIN_BUILD"
@@ -267,13 +267,14 @@ seen = set()
 for c in json.load(open(os.path.join(build, "compile_commands.json"))):
     path = os.path.normpath(os.path.join(c["directory"], c["file"]))
     rel = os.path.relpath(path, root)
-    if os.path.dirname(rel) == "lib" and rel.endswith(".cpp"):
+    if rel.startswith("lib" + os.sep) and rel.endswith(".cpp"):
         seen.add(rel)
 if seen:
     print("\n".join(sorted(seen)))' "$ROOT" "$MAIN_BUILD")
-  for f in "$ROOT"/lib/*.cpp; do
+  for f in "$ROOT"/lib/*.cpp "$ROOT"/lib/*/*.cpp; do
     [[ -e $f ]] || continue
-    [[ " ${files[*]} " == *" lib/$(basename "$f") "* ]] || skipped+=("lib/$(basename "$f")")
+    f=${f#"$ROOT"/}
+    [[ " ${files[*]} " == *" $f "* ]] || skipped+=("$f")
   done
   ((${#skipped[@]} == 0)) || echo "not built in this configuration, not checked: ${skipped[*]}"
   ((${#files[@]})) || {

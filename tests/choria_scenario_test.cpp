@@ -59,8 +59,12 @@ TEST(ChoriaScenario, AdversaryNeverProducesTwoLeaders) {
   std::printf("kills %d, busy wins %d, losses %d\n", kills, busy.wins(), busy.losses());
   EXPECT_GE(kills, 20);
   EXPECT_LE(busy.max_active(), 1) << "two members were leader at once";
-  EXPECT_GE(busy.wins(), 4);
-  EXPECT_GE(busy.losses(), 4);
+  // The adversary ended leaderships, and the election recovered. Few wins happen while it
+  // attacks: the winner of a deleted key waits out the previous holder's lease (up to one TTL,
+  // docs/protocol.md "Takeover guard") before it announces itself, and the next attack comes
+  // within 400 ms. (Choria's Go package has no such wait, and so wins more often, unsafely.)
+  EXPECT_GE(busy.wins(), 2);
+  EXPECT_GE(busy.losses(), 2);
   EXPECT_EQ(quiet_wins, 1) << "the untouched election changed leader";
   EXPECT_EQ(quiet_losses, 0) << "the untouched election lost its leader";
   EXPECT_EQ(quiet.losses(), quiet.wins()); // every leadership ended by the final stop

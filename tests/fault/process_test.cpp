@@ -493,8 +493,11 @@ TEST_F(MemberFaults, AdversaryDeletesAndOverwritesTheKey) {
   std::printf("[fault] attacks %d, busy wins %d, losses %d; quiet wins %d\n", attacks,
               busy_report.wins, busy_report.losses, quiet_report.wins);
   EXPECT_GE(attacks, 6);
-  EXPECT_GE(busy_report.wins, 3);
-  EXPECT_GE(busy_report.losses, 2);
+  // Leaderships were ended by the attacks and the election recovered. A winner of a deleted key
+  // waits out the previous holder's lease before it announces itself (docs/protocol.md,
+  // "Takeover guard"), so attacks 0.5–1.1 s apart leave few wins in between.
+  EXPECT_GE(busy_report.wins, 2);
+  EXPECT_GE(busy_report.losses, 1);
   // The untouched election is not disturbed by the attacks on its neighbour: no member of it
   // ever stood down because its key was deleted, overwritten or marked. (Its leader may still
   // change when a loaded machine delays a renewal past the lease: that is not a disturbance.)

@@ -1,0 +1,349 @@
+// SPDX-License-Identifier: Apache-2.0
+// The KV model (kv_model.hpp) against a real nats-server: the same operations on both, every
+// result compared (outcomes, revisions, the current revision of a lost race, markers, expiry,
+// MaxAge changes, a deleted and re-created bucket, a memory bucket across a server restart).
+// The simulator's verdicts are only as good as this model, so this is the model's ground truth.
+// Writes and reads go through lib/kv.cpp's cnats port, compiled in, so that results are
+// classified exactly as the library classifies them.
+#include "kv_model.hpp"
+
+#include "handles.hpp"
+
+#include "nats_server.hpp"
+
+#include <nats/nats.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+
+namespace kvelect::sim {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+const char* op_name(Op op) {
+  switch (op) {
+  case Op::absent: return "absent";
+  case Op::put: return "put";
+  case Op::del: return "del";
+  case Op::purge: return "purge";
+  }
+  return "?";
+}
+
+std::string describe(const WriteResult& r) {
+  return "outcome " + std::to_string(static_cast<int>(r.outcome)) + " revision " +
+         std::to_string(r.revision) + " current " + std::to_string(r.current) +
+         (r.no_responders ? " no_responders" : "") + " (" + r.message + ")";
+}
+
+class Differential : public ::testing::Test {
+protected:
+  void SetUp() override {
+    KVELECT_REQUIRE_NATS_SERVER();
+    server_ = std::make_unique<testing::NatsServer>();
+    connect();
+    t0_ = Clock::now();
+  }
+
+  void TearDown() override {
+    port_.reset();
+    kv_.reset();
+    js_.reset();
+    nc_.reset();
+  }
+
+  void connect() {
+    natsOptions* raw = nullptr;
+    ASSERT_EQ(natsOptions_Create(&raw), NATS_OK);
+    detail::OptionsHandle options(raw);
+    natsOptions_SetURL(options.get(), server_->url().c_str());
+    natsOptions_SetTimeout(options.get(), 2000);
+    // A restarted server is reconnected to at once, not after cnats' default 2 s.
+    natsOptions_SetReconnectWait(options.get(), 20);
+    natsOptions_SetMaxReconnect(options.get(), -1);
+    natsConnection* nc = nullptr;
+    ASSERT_EQ(natsConnection_Connect(&nc, options.get()), NATS_OK);
+    nc_.reset(nc);
+    jsOptions js_options;
+    jsOptions_Init(&js_options);
+    js_options.Wait = 1000; // a request nobody answers (a deleted bucket's read) costs 1 s
+    jsCtx* js = nullptr;
+    ASSERT_EQ(natsConnection_JetStream(&js, nc_.get(), &js_options), NATS_OK);
+    js_.reset(js);
+  }
+
+  // Makes the bucket on the server and the model beside it.
+  void make_bucket(std::chrono::milliseconds ttl, bool memory = true) {
+    kvConfig cfg;
+    kvConfig_Init(&cfg);
+    cfg.Bucket = kBucket;
+    cfg.History = 1;
+    cfg.TTL = std::chrono::duration_cast<std::chrono::nanoseconds>(ttl).count();
+    cfg.StorageType = memory ? js_MemoryStorage : js_FileStorage;
+    kvStore* kv = nullptr;
+    ASSERT_EQ(js_CreateKeyValue(&kv, js_.get(), &cfg), NATS_OK) << nats_GetLastError(nullptr);
+    kv_.reset(kv);
+    port_ = detail::make_cnats_port(kv_.get());
+    const Nanos ttl_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(ttl).count();
+    if (model_ == nullptr)
+      model_ = std::make_unique<KvModel>(ttl_ns, stream_created(), memory);
+    else
+      model_->create_bucket(ttl_ns, stream_created());
+  }
+
+  Nanos now() const {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0_).count();
+  }
+
+  std::int64_t stream_created() {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (js_GetStreamInfo(&si, js_.get(), kStream, nullptr, &jerr) != NATS_OK)
+      return -1;
+    const std::int64_t created = si->Created;
+    jsStreamInfo_Destroy(si);
+    return created;
+  }
+
+  // The key's last message on the server, markers included: {seq, op} or {0, absent}.
+  std::pair<std::uint64_t, Op> last_message(const std::string& key) {
+    natsMsg* msg = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const std::string subject = std::string("$KV.") + kBucket + "." + key;
+    if (js_GetLastMsg(&msg, js_.get(), kStream, subject.c_str(), nullptr, &jerr) != NATS_OK)
+      return {0, Op::absent};
+    const std::uint64_t seq = natsMsg_GetSequence(msg);
+    const char* operation = nullptr;
+    Op op = Op::put;
+    if (natsMsgHeader_Get(msg, "KV-Operation", &operation) == NATS_OK && operation != nullptr)
+      op = std::string(operation) == "DEL" ? Op::del : Op::purge;
+    natsMsg_Destroy(msg);
+    return {seq, op};
+  }
+
+  // cnats 3.4's kvStore_Create and kvStore_Put leave the revision at 0: it is read back.
+  WriteResult classify(natsStatus status, const std::string& key) {
+    if (status == NATS_OK) {
+      WriteResult ok;
+      ok.revision = last_message(key).first;
+      return ok;
+    }
+    natsStatus ignored = NATS_OK;
+    const char* text = status == NATS_ERR ? nats_GetLastError(&ignored) : nullptr;
+    return detail::classify_failure(
+        status, text != nullptr && *text != '\0' ? text : natsStatus_GetText(status));
+  }
+
+  void expect_same(const std::string& what, const WriteResult& real, const WriteResult& model) {
+    EXPECT_EQ(real.outcome, model.outcome)
+        << what << ": real " << describe(real) << ", model " << describe(model);
+    EXPECT_EQ(real.revision, model.revision) << what;
+    EXPECT_EQ(real.current, model.current) << what;
+    EXPECT_EQ(real.no_responders, model.no_responders) << what;
+  }
+
+  void update(const std::string& key, const std::string& value, std::uint64_t expected) {
+    const auto real = port_->write(key, value, expected);
+    const auto model = model_->update(key, value, expected, now());
+    expect_same("update " + key + " expecting " + std::to_string(expected), real, model);
+  }
+
+  void create(const std::string& key, const std::string& value) {
+    std::uint64_t revision = 0;
+    const auto real = classify(kvStore_Create(&revision, kv_.get(), key.c_str(), value.data(),
+                                              static_cast<int>(value.size())),
+                               key);
+    const auto model = model_->create(key, value, now());
+    expect_same("create " + key, real, model);
+  }
+
+  void put(const std::string& key, const std::string& value) {
+    std::uint64_t revision = 0;
+    const auto real =
+        classify(kvStore_PutString(&revision, kv_.get(), key.c_str(), value.c_str()), key);
+    const auto model = model_->put(key, value, now());
+    expect_same("put " + key, real, model);
+  }
+
+  // kvStore_Delete and kvStore_Purge return no revision: the marker is read back instead.
+  void erase(const std::string& key, bool purge) {
+    const natsStatus status = purge ? kvStore_Purge(kv_.get(), key.c_str(), nullptr)
+                                    : kvStore_Delete(kv_.get(), key.c_str());
+    const auto model = purge ? model_->purge(key, now()) : model_->erase(key, now());
+    const std::string what = std::string(purge ? "purge " : "delete ") + key;
+    if (!model_->exists()) {
+      EXPECT_NE(status, NATS_OK) << what;
+      return;
+    }
+    ASSERT_EQ(status, NATS_OK) << what;
+    const auto [seq, op] = last_message(key);
+    EXPECT_EQ(seq, model.revision) << what;
+    EXPECT_EQ(op, purge ? Op::purge : Op::del) << what;
+    const Message* stored = model_->last(key, now());
+    ASSERT_NE(stored, nullptr) << what;
+    EXPECT_EQ(stored->op, op) << what;
+  }
+
+  void get(const std::string& key) {
+    const auto real = port_->read(key);
+    const auto model = model_->get(key, now());
+    const std::string what = "get " + key;
+    EXPECT_EQ(real.outcome, model.outcome) << what << ": real " << real.message;
+    EXPECT_EQ(real.entry.op, model.entry.op)
+        << what << ": real " << op_name(real.entry.op) << ", model " << op_name(model.entry.op);
+    EXPECT_EQ(real.entry.value, model.entry.value) << what;
+    EXPECT_EQ(real.entry.revision, model.entry.revision) << what;
+  }
+
+  void set_max_age(std::chrono::milliseconds max_age) {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    ASSERT_EQ(js_GetStreamInfo(&si, js_.get(), kStream, nullptr, &jerr), NATS_OK);
+    si->Config->MaxAge = std::chrono::duration_cast<std::chrono::nanoseconds>(max_age).count();
+    // The server refuses a duplicates window longer than MaxAge.
+    si->Config->Duplicates = std::min(si->Config->Duplicates, si->Config->MaxAge);
+    jsStreamInfo* updated = nullptr;
+    const natsStatus status = js_UpdateStream(&updated, js_.get(), si->Config, nullptr, &jerr);
+    jsStreamInfo_Destroy(si);
+    ASSERT_EQ(status, NATS_OK) << nats_GetLastError(nullptr);
+    jsStreamInfo_Destroy(updated);
+    model_->set_max_age(std::chrono::duration_cast<std::chrono::nanoseconds>(max_age).count(),
+                        now());
+  }
+
+  void expect_info() {
+    const auto model = model_->info(now());
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const natsStatus status = js_GetStreamInfo(&si, js_.get(), kStream, nullptr, &jerr);
+    if (model.outcome == Outcome::fatal) {
+      EXPECT_EQ(status, NATS_NOT_FOUND) << "stream info of a deleted bucket";
+      return;
+    }
+    ASSERT_EQ(status, NATS_OK);
+    EXPECT_EQ(si->Config->MaxAge, model.facts.ttl.count());
+    EXPECT_EQ(si->Created, model.facts.created_ns);
+    EXPECT_EQ(si->State.LastSeq, model_->last_seq());
+    jsStreamInfo_Destroy(si);
+  }
+
+  static constexpr const char* kBucket = "DIFF";
+  static constexpr const char* kStream = "KV_DIFF";
+  std::unique_ptr<testing::NatsServer> server_;
+  detail::ConnectionHandle nc_;
+  detail::JetStreamHandle js_;
+  detail::KvHandle kv_;
+  std::unique_ptr<detail::KvPort> port_;
+  std::unique_ptr<KvModel> model_;
+  Clock::time_point t0_;
+};
+
+TEST_F(Differential, RevisionChecksMarkersAndOneSequencePerBucket) {
+  make_bucket(60s);
+  create("k", "alpha");    // 1
+  create("k", "beta");     // lost race, current 1
+  update("k", "beta", 1);  // 2
+  update("k", "gamma", 1); // lost race, current 2
+  update("other", "x", 0); // 3: one sequence for the whole bucket
+  update("k", "gamma", 3); // lost race: 3 is another key's revision
+  get("k");
+  erase("k", false);       // 4: a delete marker is a message
+  get("k");                // absent
+  update("k", "delta", 0); // lost race, current 4: expected 0 fails over a tombstone
+  update("k", "delta", 4); // 5
+  erase("k", true);        // 6: purge marker
+  get("k");
+  create("k", "epsilon");             // 7: kvStore_Create succeeds over a marker
+  update("never", "x", 5);            // lost race, current 0
+  put("k", "foreign");                // 8: unconditional
+  update("k", "kvelect:evict", 8);    // 9
+  update("k", "kvelect:released", 9); // 10
+  get("k");
+  get("never");
+  expect_info();
+}
+
+TEST_F(Differential, MaxAgeExpiresValuesAndMarkersSilently) {
+  make_bucket(1s);
+  update("k", "alpha", 0); // 1
+  erase("gone", false);    // 2: a marker expires too
+  std::this_thread::sleep_for(300ms);
+  get("k");
+  update("gone", "x", 0); // lost race over the marker, current 2
+  std::this_thread::sleep_for(1200ms);
+  get("k");               // expired: absent
+  update("k", "beta", 1); // lost race, current 0: nothing is left of revision 1
+  update("k", "beta", 0); // 3: the sequence does not go back
+  update("gone", "y", 0); // 4: the marker expired as well
+  expect_info();
+}
+
+TEST_F(Differential, MaxAgeChangeAppliesAtOnce) {
+  make_bucket(60s);
+  update("old", "alpha", 0); // 1
+  std::this_thread::sleep_for(700ms);
+  update("young", "beta", 0); // 2
+  set_max_age(500ms);         // "old" is 0.7 s old: removed at once; "young" stays for now
+  get("old");
+  get("young");
+  expect_info();
+  std::this_thread::sleep_for(700ms);
+  get("young");
+  set_max_age(60s);
+  update("old", "gamma", 0); // 3
+  get("old");
+  expect_info();
+}
+
+TEST_F(Differential, DeletedAndRecreatedBucket) {
+  make_bucket(60s);
+  update("k", "alpha", 0); // 1
+  update("k", "beta", 1);  // 2
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  ASSERT_EQ(js_DeleteStream(js_.get(), kStream, nullptr, &jerr), NATS_OK);
+  model_->delete_bucket();
+  update("k", "gamma", 2); // no responders
+  get("k");                // no responders too
+  erase("k", false);
+  expect_info();                     // not found
+  std::this_thread::sleep_for(20ms); // a distinct creation time
+  make_bucket(60s);
+  update("k", "gamma", 2); // lost race, current 0
+  update("k", "gamma", 0); // 1: the sequence restarts
+  expect_info();
+}
+
+TEST_F(Differential, MemoryBucketAcrossServerRestart) {
+  make_bucket(60s, true);
+  update("k", "alpha", 0);
+  update("k", "beta", 1);
+  update("other", "x", 0);
+  server_->restart();
+  model_->restart_server(now());
+  // Wait until the connection is back (the server answers stream info requests again).
+  for (int i = 0; i < 200; ++i) {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const natsStatus status = js_GetStreamInfo(&si, js_.get(), kStream, nullptr, &jerr);
+    jsStreamInfo_Destroy(si);
+    if (status == NATS_OK || status == NATS_NOT_FOUND)
+      break;
+    std::this_thread::sleep_for(20ms);
+  }
+  expect_info();           // not found: the standalone server kept nothing of the memory stream
+  update("k", "gamma", 2); // no responders
+  make_bucket(60s, true);
+  update("k", "gamma", 2); // lost race, current 0
+  update("k", "gamma", 0); // 1
+  expect_info();
+}
+
+} // namespace
+} // namespace kvelect::sim
