@@ -120,10 +120,12 @@ void Protocol::observe(Time now, const Entry& entry, bool from_watch) {
   if (!seen_before && entry.op != Op::absent) {
     // The member chain: a write naming a member starts it; it stays unbroken while every next
     // revision of the bucket we see is on this key.
+    // Only the watch shows every revision in order; a read shows the last one, or (after a
+    // lost race) a vacancy inferred from a revision whose entry we never saw.
     if (member_of(entry)) {
       chain_seen_ = now;
       chain_unbroken_ = true;
-    } else if (entry.revision != chain_last_revision_ + 1) {
+    } else if (!from_watch || entry.revision != chain_last_revision_ + 1) {
       chain_unbroken_ = false;
     }
     chain_last_revision_ = entry.revision;
