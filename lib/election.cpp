@@ -314,7 +314,6 @@ void Election::Impl::begin_run() {
     std::lock_guard lock(mu_);
     loop_thread_id_ = std::this_thread::get_id();
     inbox_.clear();
-    ++run_generation_;
   }
   core_stopped_ = false;
   start_failed_ = false;
@@ -441,7 +440,6 @@ void Election::Impl::finish() {
     running_ = false;
     loop_thread_id_ = {};
     inbox_.clear();
-    ++run_generation_;
   }
   changed_.notify_all();
 }

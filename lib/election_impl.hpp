@@ -162,7 +162,6 @@ private:
   core::PublicView view_;
   core::Counters counters_;
   std::stop_source leadership_{std::nostopstate};
-  std::uint64_t run_generation_ = 0;
   bool driven_here_ = false; // drive_here() waits on wake_ (executor mode)
 
   // Loop-owned: only the thread running the loop touches these.

@@ -63,9 +63,7 @@ void WatcherPump::interrupt() noexcept {
 }
 
 void WatcherPump::run(const std::stop_token& stop) {
-  std::uint64_t generation = 0;
   while (!stop.stop_requested()) {
-    ++generation;
     recreate_.store(false);
     kvWatcher* raw = nullptr;
     const auto created = static_cast<natsStatus>(create_(&raw));
@@ -95,8 +93,7 @@ void WatcherPump::run(const std::stop_token& stop) {
       deliver_(WatchEvent{WatchEvent::Kind::failed,
                           {},
                           fmt::format("cannot watch {}: {}", what_,
-                                      text ? text : natsStatus_GetText(created)),
-                          generation},
+                                      text ? text : natsStatus_GetText(created))},
                std::string());
       std::this_thread::sleep_for(kRetryPause);
       continue;
@@ -113,18 +110,17 @@ void WatcherPump::run(const std::stop_token& stop) {
         deliver_(
             WatchEvent{WatchEvent::Kind::failed,
                        {},
-                       fmt::format("watch of {} failed: {}", what_, natsStatus_GetText(status)),
-                       generation},
+                       fmt::format("watch of {} failed: {}", what_, natsStatus_GetText(status))},
             std::string());
         std::this_thread::sleep_for(kRetryPause);
         break;
       }
       if (!entry) {
-        deliver_(WatchEvent{WatchEvent::Kind::initial_done, {}, {}, generation}, std::string());
+        deliver_(WatchEvent{WatchEvent::Kind::initial_done, {}, {}}, std::string());
         continue;
       }
       const char* key = kvEntry_Key(entry.get());
-      deliver_(WatchEvent{WatchEvent::Kind::entry, to_entry(entry.get()), {}, generation},
+      deliver_(WatchEvent{WatchEvent::Kind::entry, to_entry(entry.get()), {}},
                std::string(key != nullptr ? key : ""));
     }
   }
@@ -178,8 +174,8 @@ std::unique_ptr<WatchHandle> BucketWatch::subscribe(std::string key, WatchSink s
   if (initial_done_) {
     // The watch is live: what it has seen of the key is the key's state now.
     if (const auto it = last_.find(key); it != last_.end())
-      sink(WatchEvent{WatchEvent::Kind::entry, it->second, {}, 0});
-    sink(WatchEvent{WatchEvent::Kind::initial_done, {}, {}, 0});
+      sink(WatchEvent{WatchEvent::Kind::entry, it->second, {}});
+    sink(WatchEvent{WatchEvent::Kind::initial_done, {}, {}});
   }
   subscribers_[key].push_back({id, std::move(sink)});
   return std::make_unique<Subscription>(*this, std::move(key), id);

@@ -29,7 +29,6 @@ struct WatchEvent {
   Kind kind = Kind::entry;
   Entry entry;
   std::string message;
-  std::uint64_t generation = 0; // which incarnation of the watcher produced this event
 };
 
 using WatchSink = std::function<void(WatchEvent)>;

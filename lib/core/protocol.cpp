@@ -330,6 +330,8 @@ Time Protocol::next_wake() const {
         if constexpr (std::is_same_v<R, Candidate>) {
           next = std::min({next, role.next_campaign, role.expiry_attempt, role.herd_attempt,
                            role.retry_at, watch_deadline_});
+          if constexpr (kMutant == 3)
+            next = std::min(next, mutant_stale_deadline_);
         } else if constexpr (std::is_same_v<R, Pending>) {
           // A member holding the key checks its watch whenever it runs anyway, at the latest at
           // its next renewal ("Watching the key").

@@ -345,6 +345,7 @@ private:
   bool leader_reported_ = false;
   std::optional<std::string> reported_leader_;
 
+  Time mutant_stale_deadline_ = kNever; // only the simulator's mutant 3 uses it (rules.hpp)
   PublicView view_;
   Counters counters_;
   std::deque<Output> out_;

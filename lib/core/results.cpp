@@ -77,11 +77,11 @@ void Protocol::handle_acquire(Time now, const InFlight& request, const WriteResu
     p.token = w.revision;
     // The lease runs from when the winning request was sent: the server stamped the value after
     // that, so it cannot expire before sent + TTL ("Lease").
-    p.lease_end = request.sent + ttl_ - lease_margin_;
+    p.lease_end = (kMutant == 1 ? now : request.sent) + ttl_ - lease_margin_;
     p.next_renewal = request.sent + renew_period_;
     // Takeover guard: a vacancy that was not a clean release may hide a holder whose lease
     // still runs; it ends within one TTL of when we first saw the vacancy ("Takeover guard").
-    p.guard_until = request.vacancy == Vacancy::reclaim ? Time{} : guard_until_;
+    p.guard_until = request.vacancy == Vacancy::reclaim || kMutant == 2 ? Time{} : guard_until_;
     // The TTL is read when the win is about to be announced: at once, or when the guard ends.
     p.confirm_at = std::max(now, p.guard_until);
     p.clean = request.vacancy == Vacancy::clean && now >= guard_until_;
@@ -132,7 +132,7 @@ void Protocol::handle_renew(Time now, const InFlight& request, const WriteResult
     }
     auto renewed = [&](auto& role) {
       role.revision = w.revision;
-      role.lease_end = request.sent + ttl_ - lease_margin_;
+      role.lease_end = (kMutant == 1 ? now : request.sent) + ttl_ - lease_margin_;
       role.next_renewal = request.sent + renew_period_;
     };
     if (auto* l = leader()) {

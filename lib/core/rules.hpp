@@ -9,9 +9,19 @@
 
 #include <string_view>
 
+#ifndef KVELECT_CORE_MUTANT
+#define KVELECT_CORE_MUTANT 0
+#endif
+
 namespace kvelect::core::rules {
 
 using namespace std::chrono_literals;
+
+// Deliberately broken variants of the core, built only into the simulator's mutant tests
+// (tests/sim/meson.build, docs/simulator.md) to show that the simulator catches each: 0 is the
+// real protocol; 1 counts a lease from the reply instead of the send; 2 has no takeover guard;
+// 3 leaves a leader's renewal deadline armed after it loses (the CPU spin of a45a178).
+inline constexpr int kMutant = KVELECT_CORE_MUTANT;
 
 // A candidate tries to take an expired key this long after the TTL it computed, so that the
 // server's expiry timer has run ("Watching the key").

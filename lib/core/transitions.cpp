@@ -41,6 +41,8 @@ void Protocol::become_leader(Time now, Pending won) {
   // The bucket's TTL was confirmed before this win; it is read again once per renewal period: a
   // lower TTL would let the key expire before our lease ends ("Bucket changes").
   l.next_bucket_check = now + renew_period_;
+  if constexpr (kMutant == 3)
+    mutant_stale_deadline_ = l.next_renewal;
   role_ = l;
   failed_campaigns_ = 0;
   ++counters_.wins;
