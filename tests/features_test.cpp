@@ -243,6 +243,45 @@ TEST_F(FeaturesTest, LeadershipTokenStopsWhenLeadershipEnds) {
   EXPECT_TRUE(scope.stop_requested());
 }
 
+// The exact limit of a blocking callback (docs/protocol.md, "Callbacks and the lease"): while a
+// callback of the member blocks past the lease, is_leader() turns false on time, but OnLost and
+// the leadership() token wait for the callback to return; then both come before anything else.
+TEST_F(FeaturesTest, ABlockingCallbackDelaysOnLostButNotIsLeader) {
+  std::atomic<int> leader_campaigns{0};
+  std::atomic<bool> in_callback{false};
+  std::atomic<bool> lost_while_blocked{false};
+  std::atomic<bool> lost{false};
+  auto m = member("slow", {OnCampaign([&](State state) {
+                             if (state != State::Leader || ++leader_campaigns != 2)
+                               return;
+                             in_callback = true;
+                             std::this_thread::sleep_for(1500ms); // past the 0.9 s lease
+                             in_callback = false;
+                           }),
+                           OnLost([&] {
+                             if (in_callback)
+                               lost_while_blocked = true;
+                             lost = true;
+                           })});
+  m->start();
+  ASSERT_TRUE(m->await(5s));
+  auto scope = m->leadership();
+  ASSERT_TRUE(eventually([&] { return in_callback.load(); }, 5s));
+  const auto blocked_at = std::chrono::steady_clock::now();
+  // The renewal this callback announces is not sent until it returns: the lease runs out.
+  ASSERT_TRUE(eventually([&] { return !m->is_leader(); }, 1200ms))
+      << "is_leader() stayed true past the lease while a callback blocked";
+  EXPECT_TRUE(in_callback.load()) << "the lease should have ended during the callback";
+  EXPECT_LT(std::chrono::steady_clock::now() - blocked_at, 1200ms);
+  // The limit: the token and OnLost wait for the callback.
+  EXPECT_FALSE(scope.stop_requested());
+  EXPECT_FALSE(lost.load());
+  ASSERT_TRUE(eventually([&] { return lost.load(); }, 5s));
+  EXPECT_FALSE(lost_while_blocked.load());
+  EXPECT_TRUE(scope.stop_requested());
+  m->stop();
+}
+
 TEST_F(FeaturesTest, TermLimitHandsOverAndTheOldLeaderCanWinAgain) {
   History history;
   std::vector<std::unique_ptr<Election>> members;

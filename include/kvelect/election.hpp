@@ -60,7 +60,10 @@ public:
   /// and joins the campaign thread. Idempotent; safe from a callback (then it cannot join its
   /// own thread: the thread ends when the callback returns).
   virtual void stop() noexcept = 0;
-  /// True exactly between an OnWon and the following OnLost, and only while the lease runs.
+  /// True while this member leads with a running lease: from the moment its win is decided (just
+  /// before OnWon runs) until its lease ends or it stands down (just before OnLost runs). It
+  /// turns false at the lease end even while a callback blocks (docs/protocol.md, "Callbacks
+  /// and the lease").
   virtual bool is_leader() const = 0;
   /// Unknown (not running), Candidate, or Leader (only while the lease runs).
   virtual State state() const = 0;
