@@ -19,7 +19,7 @@ public:
     const auto index =
         static_cast<std::size_t>(std::clamp<int>(n, 0, static_cast<int>(steps_.size()) - 1));
     // Randomised per call so that members that failed together do not retry together
-    // (the thundering herd of a fixed interval, PRIOR-ART G).
+    // (the thundering herd of a fixed interval).
     thread_local std::minstd_rand rng{std::random_device{}()};
     std::uniform_real_distribution<double> factor(0.5, 1.5);
     return milliseconds(

@@ -3,7 +3,7 @@
 // (lib/core/protocol.hpp) on a thread of its own or on an Executor's thread, carries out the
 // core's requests through cnats on a request thread, feeds it the key's watch and the clock, and
 // calls the user's callbacks. Every protocol decision is the core's; docs/protocol.md gives
-// their reasons, and its "Threads" section what this driver adds.
+// their reasons, and its "The pieces" section what this driver adds.
 #pragma once
 
 #include <kvelect/election.hpp>
@@ -30,7 +30,7 @@ namespace kvelect {
 namespace detail {
 
 // Runs blocking KV requests one at a time on a thread of its own, so that the campaign loop
-// never waits for the network and can end a lease on time (docs/protocol.md, "Threads").
+// never waits for the network and can end a lease on time (docs/protocol.md, "The pieces").
 class IoWorker {
 public:
   IoWorker();

@@ -79,7 +79,7 @@ WriteResult classify_failure(int nats_status, std::string_view text) {
   WriteResult r;
   r.message = fmt::format("{} ({})", text, natsStatus_GetText(status));
   // Order matters: the revision-check failures carry the generic NATS_ERR status, and only the
-  // text tells them apart from other API errors (STYLE.md 7).
+  // text tells them apart from other API errors.
   if (contains(text, "wrong last sequence") || contains(text, "last sequence mismatch")) {
     r.outcome = Outcome::lost_race; // 10071 "wrong last sequence: N" and 10164 without N
     r.code = Errc::request_failed;
