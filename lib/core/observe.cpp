@@ -89,10 +89,7 @@ void Protocol::observe(Time now, const Entry& entry, bool from_watch) {
         release(now, entry.revision);
       }
     } else {
-      Candidate c;
-      c.expiry_retry = kExpiryRetryFirst;
-      c.next_campaign = now + candidate_wait();
-      role_ = c;
+      become_candidate(now);
       debugf("lost the pending win: {}", reason);
     }
   }

@@ -158,10 +158,7 @@ bool Protocol::step_down(Time now, const std::string& reason) {
   if (auto* p = pending()) {
     // Not announced yet: give the key back quietly.
     release(now, p->revision);
-    Candidate c;
-    c.expiry_retry = kExpiryRetryFirst;
-    c.next_campaign = now + candidate_wait();
-    role_ = c;
+    become_candidate(now);
     cooldown_until_ = now + ttl_;
     return false;
   }
@@ -221,10 +218,7 @@ void Protocol::check_lease(Time now) {
     if (now < p->lease_end)
       return;
     debugf("lease ended while waiting out the takeover guard");
-    Candidate c;
-    c.expiry_retry = kExpiryRetryFirst;
-    c.next_campaign = now + candidate_wait();
-    role_ = c;
+    become_candidate(now);
   }
 }
 

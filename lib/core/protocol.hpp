@@ -255,6 +255,7 @@ private:
   void maybe_attempt(Time now, const char* reason);
   void renew(Time now);
   void become_leader(Time now, Pending won);
+  void become_candidate(Time now); // a fresh Candidate role: no timer of the old role survives
   void lose(Time now, const std::string& reason);
   bool step_down(Time now, const std::string& reason);
   void release(Time now, std::uint64_t revision);

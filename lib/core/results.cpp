@@ -155,10 +155,7 @@ void Protocol::handle_renew(Time now, const InFlight& request, const WriteResult
     if (leader() != nullptr) {
       lose(now, "renewal failed: the key was changed by someone else");
     } else if (pending() != nullptr) {
-      Candidate c;
-      c.expiry_retry = kExpiryRetryFirst;
-      c.next_campaign = now + candidate_wait();
-      role_ = c;
+      become_candidate(now);
     }
     // Someone else changed the key (an eviction mark, an operator, a member that took it after
     // our lease ended): we must not take it straight back; the others get the first chance, as
@@ -291,10 +288,7 @@ void Protocol::handle_read(Time now, const InFlight& request, const ReadResult& 
     if (leader() != nullptr) {
       lose(now, "renewal outcome unknown and the key no longer holds our revision");
     } else {
-      Candidate c;
-      c.expiry_retry = kExpiryRetryFirst;
-      c.next_campaign = now + candidate_wait();
-      role_ = c;
+      become_candidate(now);
     }
     cooldown_until_ = now + ttl_; // as after a lost revision check
   }
@@ -448,10 +442,7 @@ void Protocol::forget_key(Time now, const char* why, bool guard) {
   if (leader() != nullptr) {
     lose(now, why);
   } else if (pending() != nullptr) {
-    Candidate c;
-    c.expiry_retry = kExpiryRetryFirst;
-    c.next_campaign = now + candidate_wait();
-    role_ = c;
+    become_candidate(now);
   }
   emit(RecreateWatch{});
 }

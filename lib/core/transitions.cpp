@@ -20,10 +20,7 @@ void Protocol::become_leader(Time now, Pending won) {
   // OnWon never fires for a lease that has already ended (a stalled process, a reply slower
   // than TTL − margin): give the key back and let the others go first ("Lease").
   if (now >= won.lease_end) {
-    Candidate c;
-    c.expiry_retry = kExpiryRetryFirst;
-    c.next_campaign = now + candidate_wait();
-    role_ = c;
+    become_candidate(now);
     cooldown_until_ = now + ttl_;
     debugf("the lease of revision {} ended before the win could be announced: releasing it",
            won.revision);
@@ -54,13 +51,17 @@ void Protocol::become_leader(Time now, Pending won) {
   set_leader(params_.name);
 }
 
-void Protocol::lose(Time now, const std::string& reason) {
-  if (leader() == nullptr)
-    return;
+void Protocol::become_candidate(Time now) {
   Candidate c;
   c.expiry_retry = kExpiryRetryFirst;
   c.next_campaign = now + candidate_wait();
   role_ = c;
+}
+
+void Protocol::lose(Time now, const std::string& reason) {
+  if (leader() == nullptr)
+    return;
+  become_candidate(now);
   campaign_started_ = now;
   ++counters_.losses;
   publish();
