@@ -183,6 +183,45 @@ TEST_F(FeaturesTest, MemberNeverReportsItselfLeaderAfterItsOnLost) {
   EXPECT_EQ(all.back(), std::nullopt);
 }
 
+// Finding 3 of the review of a45a178: two processes with the same member name. The leading twin
+// is cut off; an operator deletes the key; the other twin must not announce a win while the cut
+// off twin's lease runs (it used to win at once: its own name was never counted as a holder).
+TEST_F(FeaturesTest, ASameNameTwinWaitsOutTheOtherTwinsLease) {
+  FaultProxy proxy("127.0.0.1", SharedServer::get()->port());
+  auto cut_connection = std::make_unique<Connection>(connect_to(proxy.url()));
+  auto cut_bucket = Bucket::open(*cut_connection, bucket_->info().name);
+  std::vector<Option> options{SkipValidation(), WithStartupSplay(0ms)};
+  for (auto& option : design_options())
+    options.push_back(option);
+  Election first("twin", "job", cut_bucket.get(), options);
+  first.start();
+  ASSERT_TRUE(first.await(5s));
+  std::atomic<std::int64_t> second_won{0};
+  auto second = member("twin", {OnWon([&] {
+                         second_won = std::chrono::steady_clock::now().time_since_epoch().count();
+                       })});
+  second->start();
+  std::this_thread::sleep_for(300ms); // the second twin watches; the first renews
+  proxy.set_mode(FaultProxy::Mode::blackhole);
+  ASSERT_EQ(kvStore_Delete(bucket_->get(), "job"), NATS_OK);
+  std::int64_t first_led_until = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 3s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    if (first.is_leader())
+      first_led_until = now;
+    std::this_thread::sleep_for(2ms);
+  }
+  ASSERT_GT(first_led_until, 0);
+  ASSERT_NE(second_won.load(), 0) << "the second twin never won";
+  EXPECT_GE(second_won.load(), first_led_until)
+      << "the second twin won " << (first_led_until - second_won.load()) / 1'000'000
+      << " ms before the cut-off twin's lease ended";
+  second->stop();
+  proxy.set_mode(FaultProxy::Mode::pass);
+  first.stop();
+}
+
 TEST_F(FeaturesTest, ObserverReportsNoLeaderAfterExpiry) {
   Recorder seen;
   Observer observer("job", bucket_->get(), {seen.option()});
