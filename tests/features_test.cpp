@@ -222,6 +222,67 @@ TEST_F(FeaturesTest, ASameNameTwinWaitsOutTheOtherTwinsLease) {
   first.stop();
 }
 
+// Finding 2 of the review of a45a178: a candidate whose link was down across one of the
+// leader's renewals; the leader is then cut off and an operator deletes the key. The candidate
+// must not announce a win while the lease of the renewal it missed runs (it used to count its
+// guard from the last time it had seen the leader, before that renewal). This schedule did not
+// reproduce the overlap against the old protocol (918c731: the candidate's late sighting of the
+// vacancy came after the lease anyway); tests/sim's F2 scenario does. It stays as a safety test
+// of the real drivers over a partition of both members.
+TEST_F(FeaturesTest, ACandidateThatMissedARenewalWaitsOutTheWholeLease) {
+  auto bucket = make_bucket(*connection_, 5s);
+  const std::string name = bucket.info().name;
+  FaultProxy leader_proxy("127.0.0.1", SharedServer::get()->port());
+  FaultProxy candidate_proxy("127.0.0.1", SharedServer::get()->port());
+  auto leader_connection = std::make_unique<Connection>(connect_to(leader_proxy.url()));
+  auto candidate_connection = std::make_unique<Connection>(connect_to(candidate_proxy.url()));
+  auto leader_bucket = Bucket::open(*leader_connection, name);
+  auto candidate_bucket = Bucket::open(*candidate_connection, name);
+  std::vector<Option> options{SkipValidation(), WithStartupSplay(0ms)};
+  for (auto& option : design_options())
+    options.push_back(option);
+  Election a("a", "job", leader_bucket.get(), options);
+  a.start();
+  ASSERT_TRUE(a.await(5s));
+  std::atomic<std::int64_t> b_won{0};
+  Election b("b", "job", candidate_bucket.get(),
+             concat(options, {OnWon([&] {
+                      b_won = std::chrono::steady_clock::now().time_since_epoch().count();
+                    })}));
+  b.start();
+  ASSERT_TRUE(eventually([&] { return b.leader() == "a"; }, 5s));
+  auto revision = [&] {
+    kvEntry* entry = nullptr;
+    if (kvStore_Get(&entry, bucket.get(), "job") != NATS_OK)
+      return std::uint64_t{0};
+    const std::uint64_t r = kvEntry_Revision(entry);
+    kvEntry_Destroy(entry);
+    return r;
+  };
+  candidate_proxy.set_mode(FaultProxy::Mode::blackhole);
+  const std::uint64_t before = revision();
+  ASSERT_TRUE(eventually([&] { return revision() > before; }, 5s)) << "the leader did not renew";
+  // The renewal b missed starts a lease of 4.5 s. Now a is cut off too, and the key deleted.
+  leader_proxy.set_mode(FaultProxy::Mode::blackhole);
+  ASSERT_EQ(kvStore_Delete(bucket.get(), "job"), NATS_OK);
+  candidate_proxy.set_mode(FaultProxy::Mode::pass);
+  std::int64_t a_led_until = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 16s;
+  while (std::chrono::steady_clock::now() < deadline && b_won.load() == 0) {
+    if (a.is_leader())
+      a_led_until = std::chrono::steady_clock::now().time_since_epoch().count();
+    std::this_thread::sleep_for(2ms);
+  }
+  ASSERT_GT(a_led_until, 0);
+  ASSERT_NE(b_won.load(), 0) << "the candidate never won";
+  EXPECT_GE(b_won.load(), a_led_until)
+      << "the candidate won " << (a_led_until - b_won.load()) / 1'000'000
+      << " ms before the cut-off leader's lease ended";
+  b.stop();
+  leader_proxy.set_mode(FaultProxy::Mode::pass);
+  a.stop();
+}
+
 TEST_F(FeaturesTest, ObserverReportsNoLeaderAfterExpiry) {
   Recorder seen;
   Observer observer("job", bucket_->get(), {seen.option()});
