@@ -174,7 +174,9 @@ step_install() {
 
   # Each public header compiles on its own, with strict flags, against the installed tree.
   export PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
-  local cxx=${CXX:-c++} cflags
+  # $CXX may carry arguments (a compiler cache: "ccache g++").
+  local cxx cflags
+  read -r -a cxx <<<"${CXX:-c++}"
   for h in "$PREFIX"/include/kvelect/*.hpp; do
     name=$(basename "$h")
     # A component's header (prometheus.hpp) gets its own package's flags (kvelect-prometheus).
@@ -185,7 +187,7 @@ step_install() {
     fi
     # shellcheck disable=SC2086 # pkg-config output is a list of flags
     echo "#include <kvelect/$name>" |
-      "$cxx" -std=c++20 -Wall -Wextra -Wpedantic -Werror -fsyntax-only $cflags -x c++ - ||
+      "${cxx[@]}" -std=c++20 -Wall -Wextra -Wpedantic -Werror -fsyntax-only $cflags -x c++ - ||
       fail "installed header kvelect/$name does not compile on its own"
   done
   echo "each installed header compiles on its own"
