@@ -107,8 +107,15 @@ WriteResult KvModel::purge(const std::string& key, Nanos now) {
 ReadResult KvModel::get(const std::string& key, Nanos now) {
   ReadResult r;
   if (!exists_) {
-    // Unlike a write, a get of a deleted stream is never answered: it times out (nats-server
-    // 2.9.10 with cnats 3.4.1, differential_test.cpp), so the outcome is unknown.
+    if (deleted_get_no_responders_) {
+      const WriteResult nobody = no_responders();
+      r.outcome = nobody.outcome;
+      r.code = nobody.code;
+      r.message = nobody.message;
+      return r;
+    }
+    // nats-server 2.9.10 with cnats 3.4.1 never answers a get of a deleted stream: it times out
+    // (differential_test.cpp), so the outcome is unknown.
     r.outcome = Outcome::unknown;
     r.code = Errc::timeout;
     r.message = "timeout";

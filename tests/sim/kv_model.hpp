@@ -73,6 +73,10 @@ public:
   // Operator and server events.
   void set_max_age(Nanos max_age, Nanos now); // js_UpdateStream: applies at once
   void set_expiry_lag(Nanos lag) { expiry_lag_ = lag; }
+  // How a get of a deleted bucket fails: nats-server 2.9 never answers it (a timeout: unknown);
+  // 2.10 and later answer "no responders" (retryable). Both are modelled; the differential test
+  // accepts either, whichever server it runs against.
+  void set_deleted_get_no_responders(bool on) { deleted_get_no_responders_ = on; }
   void delete_bucket();
   void create_bucket(Nanos max_age, Nanos created_ns);
   void restart_server(Nanos now); // memory storage: the bucket is gone (see above)
@@ -101,6 +105,7 @@ private:
   bool memory_;
   bool exists_ = true;
   Nanos expiry_lag_ = 0;
+  bool deleted_get_no_responders_ = false;
   std::uint64_t last_seq_ = 0;
   std::uint64_t epoch_ = 0;
   std::map<std::string, Message> keys_;

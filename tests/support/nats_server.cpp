@@ -17,6 +17,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <system_error>
@@ -287,11 +288,19 @@ private:
 // ---------------------------------------------------------------------------
 // Free functions
 
+namespace {
+
+bool usable_executable(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
+}
+
+} // namespace
+
 std::string nats_server_path() {
-  auto usable = [](const std::string& p) {
-    struct stat st {};
-    return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
-  };
+  const auto usable = usable_executable;
+  if (const char* chosen = std::getenv("KVELECT_NATS_SERVER"); chosen != nullptr)
+    return usable(chosen) ? std::string(chosen) : std::string();
   if (const char* path = std::getenv("PATH")) {
     std::string_view rest(path);
     while (true) {
@@ -315,6 +324,41 @@ std::string nats_server_path() {
 
 bool nats_server_available() { return !nats_server_path().empty(); }
 
+std::string nats_server_missing_reason() {
+  if (const char* chosen = std::getenv("KVELECT_NATS_SERVER"); chosen != nullptr)
+    return std::string("KVELECT_NATS_SERVER=") + chosen +
+           " is not an executable file (./dev servers fetches the matrix's servers)";
+  return "nats-server executable not found (PATH, /usr/sbin)";
+}
+
+std::string ServerVersion::str() const {
+  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch);
+}
+
+ServerVersion nats_server_version() {
+  static const ServerVersion version = [] {
+    ServerVersion v;
+    const std::string binary = nats_server_path();
+    if (binary.empty())
+      return v;
+    // popen runs a shell; the path is quoted for it.
+    std::string quoted = "'";
+    for (char c : binary)
+      quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    quoted += "' --version 2>&1";
+    FILE* out = ::popen(quoted.c_str(), "r");
+    if (out == nullptr)
+      return v;
+    char line[256] = {};
+    const bool got = std::fgets(line, sizeof line, out) != nullptr;
+    ::pclose(out);
+    if (got)
+      std::sscanf(line, "nats-server: v%d.%d.%d", &v.major, &v.minor, &v.patch);
+    return v;
+  }();
+  return version;
+}
+
 bool ci_environment() {
   const char* ci = std::getenv("CI");
   return ci != nullptr && *ci != '\0';
@@ -326,7 +370,13 @@ bool ci_environment() {
 NatsServer::NatsServer(ServerOptions options) : options_(std::move(options)) {
   binary_ = nats_server_path();
   if (binary_.empty())
-    throw std::runtime_error("nats-server executable not found in PATH or /usr/sbin");
+    throw std::runtime_error(nats_server_missing_reason());
+  // Which server a log's tests ran against (the server matrix runs the same binaries on several).
+  static std::once_flag announced;
+  std::call_once(announced, [this] {
+    std::fprintf(stderr, "[kvelect::testing] nats-server %s at %s\n",
+                 nats_server_version().str().c_str(), binary_.c_str());
+  });
 
   const int seq = sequence()++;
   if (options_.server_name.empty())

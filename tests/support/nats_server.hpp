@@ -32,6 +32,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -178,11 +179,23 @@ private:
   std::vector<std::unique_ptr<NatsServer>> nodes_;
 };
 
-// Path of the nats-server executable: PATH first, then the sbin directories
-// (Debian installs it in /usr/sbin, which is not in every user's PATH).
-// Empty when not found.
+// Path of the nats-server executable: $KVELECT_NATS_SERVER when set (the server
+// matrix of scripts/nats-servers.sh; empty result if that is not an executable
+// file: an explicit choice never falls back to another server), else PATH
+// first, then the sbin directories (Debian installs it in /usr/sbin, which is
+// not in every user's PATH). Empty when not found.
 std::string nats_server_path();
 bool nats_server_available(); // !nats_server_path().empty()
+// Why nats_server_path() is empty, for a test's failure message.
+std::string nats_server_missing_reason();
+// The version the server binary prints of itself ("nats-server: v2.10.27"), as
+// {major, minor, patch}; {0, 0, 0} if it cannot be read. Read once per process.
+struct ServerVersion {
+  int major = 0, minor = 0, patch = 0;
+  bool at_least(int maj, int min) const { return major > maj || (major == maj && minor >= min); }
+  std::string str() const;
+};
+ServerVersion nats_server_version();
 // True when the CI environment variable is set to a non-empty value.
 bool ci_environment();
 
@@ -190,14 +203,15 @@ bool ci_environment();
 
 // Use at the start of a TEST body or SetUp(): without nats-server, skip the
 // test on a developer machine, but fail it under CI (CI=... set), where a
-// silently skipped integration suite would hide a broken setup.
+// silently skipped integration suite would hide a broken setup, and whenever
+// KVELECT_NATS_SERVER names a server that is not there.
 #define KVELECT_REQUIRE_NATS_SERVER()                                                              \
   do {                                                                                             \
     if (!::kvelect::testing::nats_server_available()) {                                            \
-      if (::kvelect::testing::ci_environment()) {                                                  \
-        FAIL() << "nats-server executable not found (PATH, /usr/sbin), and CI is set";             \
+      if (::kvelect::testing::ci_environment() || std::getenv("KVELECT_NATS_SERVER") != nullptr) { \
+        FAIL() << ::kvelect::testing::nats_server_missing_reason();                                \
       } else {                                                                                     \
-        GTEST_SKIP() << "nats-server executable not found (PATH, /usr/sbin); skipping";            \
+        GTEST_SKIP() << ::kvelect::testing::nats_server_missing_reason() << "; skipping";          \
       }                                                                                            \
     }                                                                                              \
   } while (false)
