@@ -99,7 +99,8 @@ Election::Impl::Impl(std::string name, std::string key, kvStore* bucket,
   if (bucket_ == nullptr)
     throw Error(Errc::null_bucket, "bucket is null: pass an open kvStore*");
 
-  const BucketInfo info = bucket_info(bucket_); // throws connection_closed / bucket_unavailable
+  // Throws connection_closed, not_found, bucket_unavailable.
+  const BucketInfo info = bucket_info(bucket_);
   if (info.ttl <= 0ms)
     throw Error(Errc::bucket_without_ttl,
                 fmt::format("bucket '{}' has no TTL (MaxAge): a dead leader would never expire; "

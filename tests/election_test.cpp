@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <condition_variable>
+#include <future>
 
 #include <sys/resource.h>
 
@@ -253,6 +254,28 @@ TEST_F(ElectionTest, CallbacksMayCallBackIntoTheElection) {
   ASSERT_TRUE(eventually([&] { return e->stats().leader_campaigns >= 1; }, 5s));
   e->stop();
   EXPECT_GE(checks.load(), 3);
+}
+
+// election.hpp: is_leader() turns true just before OnWon runs, and await() returns then, not
+// after OnWon: a caller of await() may run while OnWon is still running.
+TEST_F(ElectionTest, AwaitReturnsAndIsLeaderIsTrueBeforeOnWonHasReturned) {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> on_won_running{false}, on_won_done{false};
+  auto e = member("solo", {OnWon([&] {
+                    on_won_running = true;
+                    released.wait();
+                    on_won_done = true;
+                  })});
+  e->start();
+  ASSERT_TRUE(e->await(5s)) << "await() waited for OnWon to return";
+  EXPECT_TRUE(e->is_leader());
+  EXPECT_EQ(e->state(), State::Leader);
+  EXPECT_FALSE(on_won_done.load());
+  release.set_value();
+  ASSERT_TRUE(eventually([&] { return on_won_done.load(); }, 5s));
+  EXPECT_TRUE(on_won_running.load());
+  e->stop();
 }
 
 TEST_F(ElectionTest, StopFromInsideOnWon) {

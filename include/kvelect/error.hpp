@@ -49,8 +49,8 @@ public:
 
   /// The kvelect error code.
   Errc code() const noexcept { return code_; }
-  /// True for errors after which a campaign loop cannot go on (bucket deleted, permission denied,
-  /// connection closed).
+  /// True for errors after which a campaign loop cannot go on: bucket_deleted, permission_denied,
+  /// connection_closed and no_resources.
   bool fatal() const noexcept;
 
 private:

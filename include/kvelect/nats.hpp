@@ -109,7 +109,8 @@ private:
   kvStore* kv_ = nullptr;
 };
 
-/// Reads a bucket's status (TTL, history, replicas); Error(bucket_unavailable) on failure.
+/// Reads a bucket's status (TTL, history, replicas). Errors: null_bucket, connection_closed,
+/// not_found (no such bucket), bucket_unavailable (any other failure to read it).
 KVELECT_API BucketInfo bucket_info(kvStore* bucket);
 
 } // namespace kvelect
