@@ -422,7 +422,7 @@ void Election::Impl::feed(Inbox& item, core::Time now) {
 void Election::Impl::finish() {
   // The last callback of the run: once running_ is false below, stop() may return (on an
   // executor it does not join anything), and no callback may run after that.
-  debug(fmt::format("left election '{}'", key_));
+  log(LogLevel::info, fmt::format("left election '{}'", key_));
   watch_.reset();
   io_.reset();
   // Off the executor before the run is seen to end: a start() right after stop() returns
@@ -521,7 +521,7 @@ void Election::Impl::carry_out(core::Output& output) {
           core_->on_health(core_time(Clock::now()), healthy);
           publish();
         } else if constexpr (std::is_same_v<O, core::DebugLine>) {
-          debug(o.line);
+          log(o.level, o.line);
         }
       },
       output);
@@ -533,25 +533,32 @@ void Election::Impl::call_user(std::string_view what, F&& call) {
     call();
   } catch (const std::exception& e) {
     const std::string message = fmt::format("{} callback threw: {}", what, e.what());
-    debug(message);
+    log(LogLevel::error, message);
     if (what != "OnError" && config_.on_error) {
       try {
         config_.on_error(Error(Errc::callback_failed, message));
       } catch (...) { // NOLINT(bugprone-empty-catch): an OnError that throws is only logged
-        debug("OnError callback threw");
+        log(LogLevel::error, "OnError callback threw");
       }
     }
   } catch (...) {
-    debug(fmt::format("{} callback threw a non-standard exception", what));
+    log(LogLevel::error, fmt::format("{} callback threw a non-standard exception", what));
   }
 }
 
-void Election::Impl::debug(std::string_view line) const {
-  if (!config_.debug)
-    return;
-  try {
-    config_.debug(line);
-  } catch (...) { // NOLINT(bugprone-empty-catch): a debug sink must not break the loop
+void Election::Impl::log(LogLevel level, std::string_view line) const {
+  // A sink that throws must not break the loop.
+  if (config_.debug) {
+    try {
+      config_.debug(line);
+    } catch (...) { // NOLINT(bugprone-empty-catch): see above
+    }
+  }
+  if (config_.log) {
+    try {
+      config_.log(level, line);
+    } catch (...) { // NOLINT(bugprone-empty-catch): see above
+    }
   }
 }
 

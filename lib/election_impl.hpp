@@ -131,7 +131,8 @@ private:
   // User code: called with no lock held; an exception is reported, never propagated.
   template <typename F>
   void call_user(std::string_view what, F&& call);
-  void debug(std::string_view line) const;
+  // A log line to WithDebug (every line) and WithLog (with its level).
+  void log(LogLevel level, std::string_view line) const;
 
   // Immutable after construction.
   const std::string name_;

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <kvelect/error.hpp>
+#include <kvelect/log.hpp>
 #include <kvelect/state.hpp>
 
 namespace kvelect {
@@ -53,6 +54,16 @@ const char* to_string(Errc code) noexcept {
   case Errc::no_resources: return "no_resources";
   }
   return "unknown_error";
+}
+
+std::string_view to_string(LogLevel level) noexcept {
+  switch (level) {
+  case LogLevel::debug: return "debug";
+  case LogLevel::info: return "info";
+  case LogLevel::warning: return "warning";
+  case LogLevel::error: return "error";
+  }
+  return "debug";
 }
 
 std::string_view to_string(State state) noexcept {

@@ -44,6 +44,10 @@ Option WithDebug(std::function<void(std::string_view)> sink) {
   return {[s = std::move(sink)](Config& c) { c.debug = s; }};
 }
 
+Option WithLog(std::function<void(LogLevel, std::string_view)> sink) {
+  return {[s = std::move(sink)](Config& c) { c.log = s; }};
+}
+
 Option SkipValidation() {
   return {[](Config& c) { c.skip_validation = true; }};
 }

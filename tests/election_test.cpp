@@ -301,6 +301,42 @@ TEST_F(ElectionTest, StopFromInsideOnWon) {
   EXPECT_EQ(e->state(), State::Candidate);
 }
 
+// WithLog gets every line WithDebug gets, in the same order, each with its level: info for the
+// transitions, error for a callback that threw, debug for the campaign steps.
+TEST_F(ElectionTest, WithLogGetsEveryDebugLineWithItsLevel) {
+  std::mutex mu;
+  std::vector<std::string> debug_lines;
+  std::vector<std::pair<LogLevel, std::string>> log_lines;
+  auto e = member("solo", {OnWon([] { throw std::runtime_error("boom in OnWon"); }),
+                           WithDebug([&](std::string_view line) {
+                             const std::lock_guard lock(mu);
+                             debug_lines.emplace_back(line);
+                           }),
+                           WithLog([&](LogLevel level, std::string_view line) {
+                             const std::lock_guard lock(mu);
+                             log_lines.emplace_back(level, line);
+                           })});
+  e->start();
+  ASSERT_TRUE(e->await(5s));
+  e->stop();
+  const std::lock_guard lock(mu);
+  ASSERT_EQ(debug_lines.size(), log_lines.size());
+  for (std::size_t i = 0; i < debug_lines.size(); ++i)
+    EXPECT_EQ(debug_lines[i], log_lines[i].second) << i;
+  auto level_of = [&](std::string_view part) -> std::optional<LogLevel> {
+    for (const auto& [level, line] : log_lines)
+      if (line.find(part) != std::string::npos)
+        return level;
+    return std::nullopt;
+  };
+  EXPECT_EQ(level_of("campaigning as 'solo'"), LogLevel::info);
+  EXPECT_EQ(level_of("won election 'job'"), LogLevel::info);
+  EXPECT_EQ(level_of("OnWon callback threw: boom in OnWon"), LogLevel::error);
+  EXPECT_EQ(level_of("lost leadership of 'job'"), LogLevel::info);
+  EXPECT_EQ(level_of("left election 'job'"), LogLevel::info);
+  EXPECT_EQ(to_string(LogLevel::warning), "warning");
+}
+
 TEST_F(ElectionTest, ThrowingCallbacksAreReportedAndTheLoopGoesOn) {
   std::atomic<int> errors{0};
   std::mutex mu;

@@ -7,6 +7,7 @@
 #include <kvelect/election.hpp>
 #include <kvelect/error.hpp>
 #include <kvelect/executor.hpp>
+#include <kvelect/log.hpp>
 #include <kvelect/nats.hpp>
 #include <kvelect/options.hpp>
 #include <kvelect/state.hpp>

@@ -7,6 +7,7 @@
 #include <kvelect/backoff.hpp>
 #include <kvelect/error.hpp>
 #include <kvelect/export.hpp>
+#include <kvelect/log.hpp>
 #include <kvelect/state.hpp>
 
 #include <chrono>
@@ -33,10 +34,11 @@ struct Config {
   std::function<void()> on_lost;                                      ///< stopped being leader
   std::function<void(State)> on_campaign;                             ///< each campaign or renewal
   std::function<void(std::optional<std::string_view>)> on_new_leader; ///< nullopt: no leader
-  std::function<void(const Error&)> on_error;  ///< request failures, fatal errors
-  std::function<void(std::string_view)> debug; ///< debug log lines
-  std::shared_ptr<const Backoff> backoff;      ///< default: fixed interval
-  bool skip_validation = false;                ///< lift the 5 s..1 h TTL limits and interval floors
+  std::function<void(const Error&)> on_error;          ///< request failures, fatal errors
+  std::function<void(std::string_view)> debug;         ///< debug log lines
+  std::function<void(LogLevel, std::string_view)> log; ///< log lines with their severity
+  std::shared_ptr<const Backoff> backoff;              ///< default: fixed interval
+  bool skip_validation = false; ///< lift the 5 s..1 h TTL limits and interval floors
   /// Upper bound of the random delay before the first campaign. Default 250 ms.
   std::chrono::milliseconds startup_splay{250};
   /// stop() releases the key so a successor takes over at once (default). false keeps Choria's
@@ -76,6 +78,10 @@ KVELECT_API Option OnError(std::function<void(const Error&)> callback);
 KVELECT_API Option WithBackoff(std::shared_ptr<const Backoff> policy);
 /// Debug log lines, one per call, no trailing newline.
 KVELECT_API Option WithDebug(std::function<void(std::string_view)> sink);
+/// Every log line with its severity (LogLevel): the lines WithDebug receives, and the same
+/// thread and rules (one line per call, no trailing newline, never under a library lock). Both
+/// may be given; WithDebug stays for Choria parity.
+KVELECT_API Option WithLog(std::function<void(LogLevel, std::string_view)> sink);
 /// Lifts the TTL limits (5 s ≤ TTL ≤ 1 h) and the interval floors. For tests, and operators who
 /// know why.
 KVELECT_API Option SkipValidation();

@@ -43,7 +43,7 @@ void Protocol::on_watch_failed(Time now, const std::string& message) {
   if (!running())
     return;
   last_watch_event_ = now;
-  debugf("{}", message);
+  logf(LogLevel::warning, "{}", message);
   counters_.last_error = message;
   if (phase_ == Phase::running) {
     check_lease(now);
@@ -90,7 +90,7 @@ void Protocol::observe(Time now, const Entry& entry, bool from_watch) {
       }
     } else {
       become_candidate(now);
-      debugf("lost the pending win: {}", reason);
+      logf(LogLevel::info, "lost the pending win: {}", reason);
     }
   }
 

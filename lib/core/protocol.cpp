@@ -118,10 +118,11 @@ void Protocol::start(Time now) {
   view_.leader.reset();
   publish();
   if (params_.observe_only)
-    debugf("observing election '{}': ttl {} ms", params_.key, ms(ttl_));
+    logf(LogLevel::info, "observing election '{}': ttl {} ms", params_.key, ms(ttl_));
   else
-    debugf("campaigning as '{}' for '{}': ttl {} ms, interval {} ms, lease margin {} ms",
-           params_.name, params_.key, ms(ttl_), ms(campaign_interval_), ms(lease_margin_));
+    logf(LogLevel::info,
+         "campaigning as '{}' for '{}': ttl {} ms, interval {} ms, lease margin {} ms",
+         params_.name, params_.key, ms(ttl_), ms(campaign_interval_), ms(lease_margin_));
 }
 
 void Protocol::stop(Time now) {
@@ -195,7 +196,7 @@ void Protocol::after_event(Time now) {
       }
     }
     if (phase_ == Phase::finished)
-      debugf("leaving election '{}'", params_.key);
+      logf(LogLevel::info, "leaving election '{}'", params_.key);
   }
   publish();
 }
@@ -217,7 +218,7 @@ void Protocol::check_lease(Time now) {
   } else if (auto* p = pending()) {
     if (now < p->lease_end)
       return;
-    debugf("lease ended while waiting out the takeover guard");
+    logf(LogLevel::warning, "lease ended while waiting out the takeover guard");
     become_candidate(now);
   }
 }
@@ -227,7 +228,8 @@ void Protocol::on_health(Time now, bool healthy) {
     return;
   check_lease(now);
   if (healthy != healthy_)
-    debugf("health check: {}", healthy ? "healthy" : "unhealthy");
+    logf(healthy ? LogLevel::info : LogLevel::warning, "health check: {}",
+         healthy ? "healthy" : "unhealthy");
   healthy_ = healthy;
   next_health_ = now + params_.health_interval;
   if (phase_ == Phase::running) {
@@ -300,13 +302,13 @@ void Protocol::run_timers(Time now) {
   if (now >= watch_deadline_) {
     watch_deadline_ = kNever;
     if (watch_revision_ < watch_expected_revision_) {
-      debugf("watch is behind (saw revision {}, expected {}): recreating it", watch_revision_,
-             watch_expected_revision_);
+      logf(LogLevel::warning, "watch is behind (saw revision {}, expected {}): recreating it",
+           watch_revision_, watch_expected_revision_);
       emit(RecreateWatch{});
     }
   }
   if (now >= last_watch_event_ + 2 * ttl_) {
-    debugf("watch silent for two TTLs: recreating it");
+    logf(LogLevel::warning, "watch silent for two TTLs: recreating it");
     last_watch_event_ = now;
     emit(RecreateWatch{});
   }
@@ -511,7 +513,8 @@ void Protocol::release(Time now, std::uint64_t revision) {
     // Another member's lease may still run (we won over a delete or a mark and have not waited
     // it out): a release would let the others win at once, without that wait. Leave the key to
     // expire instead ("Release").
-    debugf("not releasing revision {}: a previous holder's lease may still run", revision);
+    logf(LogLevel::info, "not releasing revision {}: a previous holder's lease may still run",
+         revision);
     return;
   }
   // Revision-checked: if anyone wrote since `revision`, it fails and touches nothing

@@ -9,6 +9,7 @@
 #include "../kv.hpp"
 
 #include <kvelect/error.hpp>
+#include <kvelect/log.hpp>
 #include <kvelect/state.hpp>
 
 #include <chrono>
@@ -110,6 +111,7 @@ struct CallOnError {
 struct CallHealthCheck {}; // run the health check; feed its answer to on_health()
 struct DebugLine {
   std::string line;
+  LogLevel level = LogLevel::debug;
 };
 
 using Output =
@@ -285,6 +287,8 @@ private:
   }
   template <typename... Args>
   void debugf(const char* format, const Args&... args);
+  template <typename... Args>
+  void logf(LogLevel level, const char* format, const Args&... args);
   void publish();
 
   Candidate* candidate() noexcept { return std::get_if<Candidate>(&role_); }

@@ -86,8 +86,8 @@ void Protocol::handle_acquire(Time now, const InFlight& request, const WriteResu
     p.confirm_at = std::max(now, p.guard_until);
     p.clean = request.vacancy == Vacancy::clean && now >= guard_until_;
     if (now < p.guard_until)
-      debugf("won revision {}, waiting {} ms for a previous holder's lease to end", w.revision,
-             ms(p.guard_until - now));
+      logf(LogLevel::info, "won revision {}, waiting {} ms for a previous holder's lease to end",
+           w.revision, ms(p.guard_until - now));
     role_ = p; // OnWon once the TTL is confirmed and the guard has passed (run_timers)
     return;
   }
@@ -146,7 +146,7 @@ void Protocol::handle_renew(Time now, const InFlight& request, const WriteResult
     } else {
       // The renewal landed after our lease had ended: nobody else can have won the key since,
       // so take it back with a fresh revision check; its lease counts from its own send.
-      debugf("late renewal landed at revision {}: reclaiming", w.revision);
+      logf(LogLevel::info, "late renewal landed at revision {}: reclaiming", w.revision);
       send_write(now, Purpose::acquire, params_.name, w.revision, Vacancy::reclaim);
     }
     return;
@@ -185,10 +185,10 @@ void Protocol::handle_renew(Time now, const InFlight& request, const WriteResult
 
 void Protocol::handle_release(Time now, const InFlight& request, const WriteResult& w) {
   if (w.outcome == Outcome::ok) {
-    debugf("released the key at revision {}", request.expected);
+    logf(LogLevel::info, "released the key at revision {}", request.expected);
     expect_watch_to_reach(w.revision, now);
   } else {
-    debugf("release not applied: {}", w.message);
+    logf(LogLevel::warning, "release not applied: {}", w.message);
   }
 }
 
@@ -254,8 +254,9 @@ void Protocol::handle_read(Time now, const InFlight& request, const ReadResult& 
     // do not know), and taking it back, or releasing it, would take it from such a twin. So it
     // is treated like any holder's value: it expires one TTL after we first saw it ("Unknown
     // outcomes of campaign writes").
-    debugf("a write of unknown outcome may have landed at revision {}: waiting for it to expire",
-           entry.revision);
+    logf(LogLevel::warning,
+         "a write of unknown outcome may have landed at revision {}: waiting for it to expire",
+         entry.revision);
     observe(now, entry, false);
     return;
   }
@@ -365,8 +366,9 @@ void Protocol::apply_bucket_facts(Time now, const BucketFacts& facts) {
       // Our winning write may have gone to the new bucket (it was sent before this read) or to
       // the old one: read the key to tell. A leader of the old bucket may still run its lease:
       // the win waits it out ("Bucket changes").
-      debugf("the bucket was deleted and made anew: checking that revision {} is still ours",
-             p->revision);
+      logf(LogLevel::warning,
+           "the bucket was deleted and made anew: checking that revision {} is still ours",
+           p->revision);
       // A win over a clean release made in the new bucket needs no wait: that release's writer
       // led in the new bucket, after any lease of the old one had ended.
       if (!p->clean) {
@@ -392,7 +394,7 @@ void Protocol::apply_bucket_facts(Time now, const BucketFacts& facts) {
 
 void Protocol::apply_ttl(Time now, Duration ttl) {
   const bool lowered = ttl < ttl_;
-  debugf("the bucket's TTL changed from {} ms to {} ms", ms(ttl_), ms(ttl));
+  logf(LogLevel::warning, "the bucket's TTL changed from {} ms to {} ms", ms(ttl_), ms(ttl));
   const Duration old_ttl = ttl_;
   const Duration old_margin = lease_margin_;
   ttl_ = ttl;

@@ -70,7 +70,12 @@ namespace kvelect::core {
 
 template <typename... Args>
 void Protocol::debugf(const char* format, const Args&... args) {
-  emit(DebugLine{fmt::format(fmt::runtime(format), args...)});
+  emit(DebugLine{fmt::format(fmt::runtime(format), args...), LogLevel::debug});
+}
+
+template <typename... Args>
+void Protocol::logf(LogLevel level, const char* format, const Args&... args) {
+  emit(DebugLine{fmt::format(fmt::runtime(format), args...), level});
 }
 
 } // namespace kvelect::core

@@ -22,8 +22,9 @@ void Protocol::become_leader(Time now, Pending won) {
   if (now >= won.lease_end) {
     become_candidate(now);
     cooldown_until_ = now + ttl_;
-    debugf("the lease of revision {} ended before the win could be announced: releasing it",
-           won.revision);
+    logf(LogLevel::warning,
+         "the lease of revision {} ended before the win could be announced: releasing it",
+         won.revision);
     release(now, won.revision);
     return;
   }
@@ -46,7 +47,7 @@ void Protocol::become_leader(Time now, Pending won) {
   ++view_.leaderships;
   counters_.last_acquire_time = now - campaign_started_;
   publish();
-  debugf("won election '{}' with token {}", params_.key, l.token);
+  logf(LogLevel::info, "won election '{}' with token {}", params_.key, l.token);
   emit(CallOnWon{l.token});
   set_leader(params_.name);
 }
@@ -65,7 +66,7 @@ void Protocol::lose(Time now, const std::string& reason) {
   campaign_started_ = now;
   ++counters_.losses;
   publish();
-  debugf("lost leadership of '{}': {}", params_.key, reason);
+  logf(LogLevel::info, "lost leadership of '{}': {}", params_.key, reason);
   // OnLost fires even while stopping: stop() promises it exactly once when leading.
   emit(CallOnLost{reason});
   if (phase_ == Phase::running)
@@ -73,7 +74,7 @@ void Protocol::lose(Time now, const std::string& reason) {
 }
 
 void Protocol::fail(const Error& error) {
-  debugf("fatal: {}", error.what());
+  logf(LogLevel::error, "fatal: {}", error.what());
   counters_.last_error = error.what();
   emit(CallOnError{error});
   if (leader() != nullptr)
@@ -89,7 +90,7 @@ void Protocol::report(Outcome outcome, Errc code, const std::string& message, co
   std::string text = fmt::format("{} failed: {}", what, message);
   ++counters_.failed_requests;
   counters_.last_error = text;
-  debugf("{}", text);
+  logf(LogLevel::warning, "{}", text);
   emit(CallOnError{Error(code == Errc::ok ? Errc::request_failed : code, text)});
 }
 
