@@ -456,6 +456,11 @@ void NatsServer::spawn() {
   if (options_.jetstream) {
     args.insert(args.end(), {"-js", "-sd", store_dir_});
   }
+  if (!options_.config.empty()) {
+    const std::string config_path = log_path_ + ".conf";
+    std::ofstream(config_path, std::ios::trunc) << options_.config;
+    args.insert(args.end(), {"-c", config_path});
+  }
   if (!options_.cluster_name.empty()) {
     args.insert(args.end(), {"--cluster_name", options_.cluster_name, "--cluster",
                              "nats://127.0.0.1:" + std::to_string(cluster_port_)});

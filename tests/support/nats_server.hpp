@@ -55,6 +55,9 @@ struct ServerOptions {
   int cluster_port = 0;     // 0 with cluster_name set: pick a free port
   std::vector<std::string> routes; // e.g. "nats-route://127.0.0.1:PORT"
   int monitor_port = 0;            // HTTP monitoring port (always enabled); 0: pick a free port
+  // Text of a configuration file (e.g. tls {...}, authorization {...}), written beside the log
+  // and passed with -c. The command-line flags above win over it.
+  std::string config;
 };
 
 // Thrown when a server does not become ready. process_exited() tells whether
