@@ -2,11 +2,20 @@
 #include <kvelect/nats.hpp>
 
 #include "handles.hpp"
+#include "nkey.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <condition_variable>
 #include <cstdlib>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <system_error>
 #include <utility>
 
 namespace kvelect {
@@ -41,23 +50,216 @@ void check(natsStatus status, const std::string& what) {
 
 } // namespace
 
+// What cnats' connection callbacks reach, through a raw pointer (their closure). Shared by the
+// Connection and, when ~Connection returns before cnats delivered the close, by itself (hold)
+// until that last callback frees it: cnats calls a connection's callbacks one at a time, in
+// order, on its callback thread, and the close is the last of them.
+struct CallbackState {
+  std::mutex mu;
+  std::condition_variable cv;
+  int busy = 0;          // user callbacks running now
+  bool detached = false; // ~Connection started: no more user callbacks
+  bool closed = false;   // cnats delivered the closed callback
+  std::string server;    // the server last connected to
+  std::unique_ptr<std::shared_ptr<CallbackState>> hold; // self-reference, see above
+  std::atomic<std::uint64_t> reconnects{0};
+  ConnectionCallback on_disconnected;
+  ConnectionCallback on_reconnected;
+  ConnectionCallback on_closed;
+};
+
 struct Connection::Handles {
   detail::ConnectionHandle connection;
   detail::JetStreamHandle jetstream;
-  std::atomic<std::uint64_t> reconnects{0};
+  std::shared_ptr<CallbackState> callbacks;
 };
 
 namespace {
 
-void on_reconnected(natsConnection* /*nc*/, void* closure) {
-  static_cast<std::atomic<std::uint64_t>*>(closure)->fetch_add(1);
+// True on a thread that is running one of our callbacks: ~Connection must not wait there.
+thread_local int t_in_callback = 0;
+
+std::string connected_url(natsConnection* nc) {
+  char buffer[512] = {};
+  if (natsConnection_GetConnectedUrl(nc, buffer, sizeof buffer) == NATS_OK)
+    return buffer;
+  return {};
+}
+
+std::string connection_error(natsConnection* nc) {
+  const char* text = nullptr;
+  const natsStatus status = natsConnection_GetLastError(nc, &text);
+  if (status == NATS_OK)
+    return {};
+  return text != nullptr && *text != '\0' ? text : natsStatus_GetText(status);
+}
+
+void deliver(natsConnection* nc, CallbackState* state, ConnectionEvent::Kind kind) {
+  ConnectionEvent event;
+  event.kind = kind;
+  const ConnectionCallback* callback = nullptr;
+  {
+    std::lock_guard lock(state->mu);
+    if (kind == ConnectionEvent::Kind::reconnected) {
+      state->reconnects.fetch_add(1);
+      if (std::string url = connected_url(nc); !url.empty())
+        state->server = std::move(url);
+    }
+    event.server = state->server;
+    const ConnectionCallback& chosen =
+        kind == ConnectionEvent::Kind::disconnected  ? state->on_disconnected
+        : kind == ConnectionEvent::Kind::reconnected ? state->on_reconnected
+                                                     : state->on_closed;
+    if (!state->detached && chosen) {
+      callback = &chosen; // the callbacks never change after connect()
+      ++state->busy;
+    }
+  }
+  if (callback != nullptr) {
+    if (kind != ConnectionEvent::Kind::reconnected)
+      event.error = connection_error(nc);
+    ++t_in_callback;
+    try {
+      (*callback)(event);
+    } catch (...) { // NOLINT(bugprone-empty-catch): an exception must not unwind into cnats
+    }
+    --t_in_callback;
+    std::lock_guard lock(state->mu);
+    --state->busy;
+    state->cv.notify_all();
+  }
+}
+
+void on_disconnected(natsConnection* nc, void* closure) {
+  deliver(nc, static_cast<CallbackState*>(closure), ConnectionEvent::Kind::disconnected);
+}
+
+void on_reconnected(natsConnection* nc, void* closure) {
+  deliver(nc, static_cast<CallbackState*>(closure), ConnectionEvent::Kind::reconnected);
+}
+
+void on_closed(natsConnection* nc, void* closure) {
+  auto* state = static_cast<CallbackState*>(closure);
+  deliver(nc, state, ConnectionEvent::Kind::closed);
+  std::unique_ptr<std::shared_ptr<CallbackState>> hold;
+  {
+    std::lock_guard lock(state->mu);
+    state->closed = true;
+    hold = std::move(state->hold);
+    state->cv.notify_all();
+  }
+  // `hold` may be the last reference: `state` is gone after this line.
+}
+
+// A file the caller named must be readable: say so now rather than through cnats' text.
+void check_readable(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw Error(Errc::invalid_argument,
+                fmt::format("cannot read the {} '{}': {}", what, path,
+                            std::error_code(errno, std::generic_category()).message()));
+}
+
+void validate(const ConnectOptions& o) {
+  if (o.timeout.count() <= 0)
+    throw Error(Errc::invalid_option, "connect: the timeout must be positive");
+  if (!o.user.empty() && o.password.empty())
+    throw Error(Errc::invalid_option,
+                fmt::format("connect: user '{}' needs a password (for a token alone, use the "
+                            "token)",
+                            o.user));
+  if (o.user.empty() && !o.password.empty())
+    throw Error(Errc::invalid_option, "connect: a password needs a user");
+  std::vector<const char*> ways;
+  if (!o.user.empty())
+    ways.push_back("user and password");
+  if (!o.token.empty())
+    ways.push_back("token");
+  if (!o.nkey_seed_file.empty())
+    ways.push_back("nkey");
+  if (!o.credentials_file.empty())
+    ways.push_back("credentials file");
+  if (ways.size() > 1)
+    throw Error(Errc::invalid_option, fmt::format("connect: give one way to authenticate, not {}",
+                                                  fmt::join(ways, " + ")));
+  if (o.tls_cert_file.empty() != o.tls_key_file.empty())
+    throw Error(Errc::invalid_option,
+                o.tls_cert_file.empty()
+                    ? "connect: a TLS client key needs its certificate (tls_cert_file)"
+                    : "connect: a TLS client certificate needs its key (tls_key_file)");
+  if (!o.credentials_file.empty())
+    check_readable(o.credentials_file, "credentials file");
+  if (!o.nkey_seed_file.empty())
+    check_readable(o.nkey_seed_file, "NKey seed file");
+  if (!o.tls_ca_file.empty())
+    check_readable(o.tls_ca_file, "TLS CA file");
+  if (!o.tls_cert_file.empty())
+    check_readable(o.tls_cert_file, "TLS certificate file");
+  if (!o.tls_key_file.empty())
+    check_readable(o.tls_key_file, "TLS key file");
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void set_auth(natsOptions* opts, const ConnectOptions& o) {
+  if (!o.user.empty())
+    check(natsOptions_SetUserInfo(opts, o.user.c_str(), o.password.c_str()),
+          "cannot set the user and password");
+  if (!o.token.empty())
+    check(natsOptions_SetToken(opts, o.token.c_str()), "cannot set the token");
+  if (!o.credentials_file.empty())
+    check(natsOptions_SetUserCredentialsFromFiles(opts, o.credentials_file.c_str(), nullptr),
+          fmt::format("cannot use credentials file '{}'", o.credentials_file));
+  if (!o.nkey_seed_file.empty()) {
+    const auto seed = detail::find_user_seed(read_text(o.nkey_seed_file));
+    if (!seed)
+      throw Error(
+          Errc::invalid_argument,
+          fmt::format("the NKey seed file '{}' holds no user seed (SU...)", o.nkey_seed_file));
+    const std::string public_key = detail::user_public_key(*seed);
+    check(natsOptions_SetNKeyFromSeed(opts, public_key.c_str(), o.nkey_seed_file.c_str()),
+          fmt::format("cannot use the NKey seed file '{}'", o.nkey_seed_file));
+  }
+}
+
+void set_tls(natsOptions* opts, const ConnectOptions& o, const std::vector<std::string>& servers) {
+  const bool tls_url = std::any_of(servers.begin(), servers.end(),
+                                   [](const std::string& s) { return s.rfind("tls://", 0) == 0; });
+  const bool wanted = o.tls_required || tls_url || !o.tls_ca_file.empty() ||
+                      !o.tls_cert_file.empty() || !o.tls_hostname.empty();
+  if (!wanted)
+    return;
+  check(natsOptions_SetSecure(opts, true), "cannot enable TLS");
+  if (!o.tls_ca_file.empty())
+    check(natsOptions_LoadCATrustedCertificates(opts, o.tls_ca_file.c_str()),
+          fmt::format("cannot use the TLS CA file '{}'", o.tls_ca_file));
+  if (!o.tls_cert_file.empty())
+    check(natsOptions_LoadCertificatesChain(opts, o.tls_cert_file.c_str(), o.tls_key_file.c_str()),
+          fmt::format("cannot use the TLS certificate '{}' with the key '{}'", o.tls_cert_file,
+                      o.tls_key_file));
+  if (!o.tls_hostname.empty())
+    check(natsOptions_SetExpectedHostname(opts, o.tls_hostname.c_str()),
+          "cannot set the expected TLS host name");
 }
 
 } // namespace
 
+const char* to_string(ConnectionEvent::Kind kind) noexcept {
+  switch (kind) {
+  case ConnectionEvent::Kind::disconnected: return "disconnected";
+  case ConnectionEvent::Kind::reconnected: return "reconnected";
+  case ConnectionEvent::Kind::closed: return "closed";
+  }
+  return "?";
+}
+
 Connection Connection::connect(const ConnectOptions& options) {
-  if (options.timeout.count() <= 0)
-    throw Error(Errc::invalid_option, "connect: the timeout must be positive");
+  validate(options);
   std::vector<std::string> servers = options.servers;
   if (servers.empty()) {
     const char* env = std::getenv("NATS_URL"); // NOLINT(concurrency-mt-unsafe): read once
@@ -71,6 +273,11 @@ Connection Connection::connect(const ConnectOptions& options) {
     urls.push_back(s.c_str());
   }
   auto handles = std::make_unique<Handles>();
+  handles->callbacks = std::make_shared<CallbackState>();
+  CallbackState* state = handles->callbacks.get();
+  state->on_disconnected = options.on_disconnected;
+  state->on_reconnected = options.on_reconnected;
+  state->on_closed = options.on_closed;
   natsOptions* raw_options = nullptr;
   check(natsOptions_Create(&raw_options), "cannot create connection options");
   detail::OptionsHandle opts(raw_options);
@@ -86,17 +293,22 @@ Connection Connection::connect(const ConnectOptions& options) {
   // connection, decides leadership).
   check(natsOptions_SetMaxReconnect(opts.get(), -1), "cannot set reconnects");
   check(natsOptions_SetReconnectWait(opts.get(), 250), "cannot set the reconnect wait");
-  check(natsOptions_SetReconnectedCB(opts.get(), on_reconnected, &handles->reconnects),
+  check(natsOptions_SetDisconnectedCB(opts.get(), on_disconnected, state),
+        "cannot set the disconnect handler");
+  check(natsOptions_SetReconnectedCB(opts.get(), on_reconnected, state),
         "cannot set the reconnect handler");
-  if (!options.credentials_file.empty())
-    check(natsOptions_SetUserCredentialsFromFiles(opts.get(), options.credentials_file.c_str(),
-                                                  nullptr),
-          fmt::format("cannot use credentials file '{}'", options.credentials_file));
+  check(natsOptions_SetClosedCB(opts.get(), on_closed, state), "cannot set the close handler");
+  set_auth(opts.get(), options);
+  set_tls(opts.get(), options, servers);
   natsConnection* raw_connection = nullptr;
   const natsStatus connected = natsConnection_Connect(&raw_connection, opts.get());
   if (connected != NATS_OK)
     throw_status(connected, fmt::format("cannot connect to {}", fmt::join(servers, ",")));
   handles->connection.reset(raw_connection);
+  {
+    std::lock_guard lock(state->mu);
+    state->server = connected_url(raw_connection);
+  }
   jsOptions js_options;
   jsOptions_Init(&js_options);
   js_options.Wait = options.timeout.count();
@@ -111,11 +323,26 @@ Connection::Connection(std::unique_ptr<Handles> handles) : h_(std::move(handles)
 Connection::Connection(Connection&&) noexcept = default;
 Connection& Connection::operator=(Connection&&) noexcept = default;
 Connection::~Connection() {
-  if (h_) {
-    // The JetStream context goes first: it holds a reference to the connection.
-    h_->jetstream.reset();
-    if (h_->connection)
-      natsConnection_Close(h_->connection.get());
+  if (!h_)
+    return;
+  const std::shared_ptr<CallbackState>& state = h_->callbacks;
+  if (state) {
+    // No user callback from here on, and none still running when this returns (unless this
+    // runs inside one: then waiting would deadlock).
+    std::unique_lock lock(state->mu);
+    state->detached = true;
+    if (t_in_callback == 0)
+      state->cv.wait(lock, [&] { return state->busy == 0; });
+  }
+  // The JetStream context goes first: it holds a reference to the connection.
+  h_->jetstream.reset();
+  if (h_->connection)
+    natsConnection_Close(h_->connection.get());
+  if (state) {
+    // cnats delivers the close later, on its thread, to a closure that must still exist.
+    std::lock_guard lock(state->mu);
+    if (!state->closed && h_->connection)
+      state->hold = std::make_unique<std::shared_ptr<CallbackState>>(state);
   }
 }
 
@@ -124,7 +351,9 @@ jsCtx* Connection::jetstream() const noexcept { return h_ ? h_->jetstream.get() 
 bool Connection::connected() const noexcept {
   return h_ && h_->connection && !natsConnection_IsClosed(h_->connection.get());
 }
-std::uint64_t Connection::reconnects() const noexcept { return h_ ? h_->reconnects.load() : 0; }
+std::uint64_t Connection::reconnects() const noexcept {
+  return h_ && h_->callbacks ? h_->callbacks->reconnects.load() : 0;
+}
 
 namespace {
 

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -24,14 +25,70 @@ typedef struct __jsCtx jsCtx; // NOLINT(modernize-use-using): must match nats.h
 
 namespace kvelect {
 
-/// How to reach the NATS servers.
+/// A change of a connection's state, as told to the ConnectOptions callbacks.
+struct ConnectionEvent {
+  /// What happened.
+  enum class Kind {
+    disconnected, ///< the connection to the server was lost; cnats is reconnecting
+    reconnected,  ///< cnats reconnected (possibly to another server of the list)
+    closed,       ///< the connection is closed for good (not by ~Connection)
+  };
+  Kind kind = Kind::disconnected; ///< what happened
+  /// The server: the one reconnected to, else the last one connected to ("" if unknown).
+  std::string server;
+  /// cnats' last error on this connection, when it has one (e.g. why the server went away).
+  std::string error;
+};
+
+/// "disconnected", "reconnected" or "closed".
+KVELECT_API const char* to_string(ConnectionEvent::Kind kind) noexcept;
+
+/// A ConnectOptions event callback.
+using ConnectionCallback = std::function<void(const ConnectionEvent&)>;
+
+/// How to reach the NATS servers, and how to log in.
+///
+/// Authentication: at most one of user + password, token, nkey_seed_file and credentials_file.
+/// TLS: the connection uses TLS when a server URL starts with tls://, when tls_required is set,
+/// or when any tls_* option is given; the server's certificate chain is then verified (there is
+/// no option to skip that). Connection::connect checks the combination and that every file given
+/// can be read before it connects, and throws Error(invalid_option) or Error(invalid_argument)
+/// naming the problem.
 struct ConnectOptions {
   /// Server URLs; empty means $NATS_URL, else nats://127.0.0.1:4222.
   std::vector<std::string> servers;
   std::string credentials_file; ///< a .creds file (JWT + NKey seed); empty for none
+  std::string user;             ///< user name; needs password
+  std::string password;         ///< password of user
+  std::string token;            ///< an authentication token
+  /// A file holding a user NKey seed ("SU...", as nsc and the nats CLI's --nkey use); the public
+  /// key is derived from it. Needs kvelect built with OpenSSL's libcrypto.
+  std::string nkey_seed_file;
+  /// PEM file of the certificate authorities that signed the server's certificate (needed for
+  /// a private CA).
+  std::string tls_ca_file;
+  std::string tls_cert_file; ///< PEM client certificate (mutual TLS); needs tls_key_file
+  std::string tls_key_file;  ///< PEM private key of tls_cert_file
+  bool tls_required = false; ///< use TLS even without tls:// URLs or tls_* files
+  /// The host name the server's certificate must carry. cnats checks the certificate's host
+  /// names only when this is set (its chain is always verified).
+  std::string tls_hostname;
   std::string name = "kvelect"; ///< connection name shown by the server
   /// Timeout of the initial connect and of each JetStream/KV request.
   std::chrono::milliseconds timeout{2000};
+
+  /// Called when the connection is lost (cnats then reconnects for ever).
+  ///
+  /// The event callbacks run on cnats' callback thread, one at a time and in the order of the
+  /// events; they should return quickly (the thread serves every connection of the process).
+  /// They may call into kvelect (e.g. Election::state()), and may destroy the Connection.
+  /// None of them is called for the close done by ~Connection, and none runs any more once
+  /// ~Connection has returned.
+  ConnectionCallback on_disconnected;
+  ConnectionCallback on_reconnected; ///< called after a reconnect; see on_disconnected
+  /// Called when the connection is closed other than by ~Connection (e.g. the server refused a
+  /// reconnect's credentials twice); see on_disconnected.
+  ConnectionCallback on_closed;
 };
 
 /// A NATS connection with a JetStream context. Move-only; the destructor closes it.
