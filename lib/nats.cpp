@@ -21,11 +21,21 @@
 namespace kvelect {
 namespace {
 
+// cnats prefixes some texts with where it set them ("(conn.c:1905): Authorization Violation"):
+// kvelect's messages are for operators, so that goes.
+std::string plain(std::string text) {
+  if (text.size() > 2 && text[0] == '(') {
+    const auto end = text.find("): ");
+    if (end != std::string::npos && text.find(".c:") < end)
+      text.erase(0, end + 3);
+  }
+  return text;
+}
+
 std::string last_error(natsStatus status) {
   natsStatus ignored = NATS_OK;
   const char* text = nats_GetLastError(&ignored);
-  return (text != nullptr && *text != '\0') ? std::string(text)
-                                            : std::string(natsStatus_GetText(status));
+  return (text != nullptr && *text != '\0') ? plain(text) : std::string(natsStatus_GetText(status));
 }
 
 [[noreturn]] void throw_status(natsStatus status, const std::string& what) {
@@ -91,7 +101,7 @@ std::string connection_error(natsConnection* nc) {
   const natsStatus status = natsConnection_GetLastError(nc, &text);
   if (status == NATS_OK)
     return {};
-  return text != nullptr && *text != '\0' ? text : natsStatus_GetText(status);
+  return text != nullptr && *text != '\0' ? plain(text) : natsStatus_GetText(status);
 }
 
 void deliver(natsConnection* nc, CallbackState* state, ConnectionEvent::Kind kind) {
@@ -227,12 +237,15 @@ void set_auth(natsOptions* opts, const ConnectOptions& o) {
   }
 }
 
-void set_tls(natsOptions* opts, const ConnectOptions& o, const std::vector<std::string>& servers) {
+bool uses_tls(const ConnectOptions& o, const std::vector<std::string>& servers) {
   const bool tls_url = std::any_of(servers.begin(), servers.end(),
                                    [](const std::string& s) { return s.rfind("tls://", 0) == 0; });
-  const bool wanted = o.tls_required || tls_url || !o.tls_ca_file.empty() ||
-                      !o.tls_cert_file.empty() || !o.tls_hostname.empty();
-  if (!wanted)
+  return o.tls_required || tls_url || !o.tls_ca_file.empty() || !o.tls_cert_file.empty() ||
+         !o.tls_hostname.empty();
+}
+
+void set_tls(natsOptions* opts, const ConnectOptions& o, const std::vector<std::string>& servers) {
+  if (!uses_tls(o, servers))
     return;
   check(natsOptions_SetSecure(opts, true), "cannot enable TLS");
   if (!o.tls_ca_file.empty())
@@ -302,8 +315,20 @@ Connection Connection::connect(const ConnectOptions& options) {
   set_tls(opts.get(), options, servers);
   natsConnection* raw_connection = nullptr;
   const natsStatus connected = natsConnection_Connect(&raw_connection, opts.get());
-  if (connected != NATS_OK)
+  if (connected != NATS_OK) {
+    // A server that wants a client certificate and got none closes the connection after the
+    // handshake (TLS 1.3), which cnats reports as a missing PONG: say what is likely.
+    const bool tls = uses_tls(options, servers);
+    if (tls && options.tls_cert_file.empty() && connected != NATS_SSL_ERROR &&
+        connected != NATS_NO_SERVER && connected != NATS_CONNECTION_AUTH_FAILED) {
+      const std::string text = last_error(connected);
+      throw Error(Errc::nats_error,
+                  fmt::format("cannot connect to {}: {} (over TLS without a client certificate: "
+                              "does the server require one?)",
+                              fmt::join(servers, ","), text));
+    }
     throw_status(connected, fmt::format("cannot connect to {}", fmt::join(servers, ",")));
+  }
   handles->connection.reset(raw_connection);
   {
     std::lock_guard lock(state->mu);

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cli_common.hpp"
 
+#include "connect_flags.hpp"
+
 #include <fmt/format.h>
 
 #include <unistd.h>
@@ -33,17 +35,23 @@ std::string server_list(const CommonOptions& options) {
   return env != nullptr && *env != '\0' ? std::string(env) : std::string(kDefaultServer);
 }
 
-Connection connect(const CommonOptions& options) {
-  ConnectOptions connect_options;
-  connect_options.servers = options.servers;
-  connect_options.credentials_file = options.creds;
-  connect_options.name = "kvelect-cli";
-  connect_options.timeout = options.timeout;
+Connection connect(const CommonOptions& options, const ConnectionEventSink& events) {
+  std::string context;
+  ConnectOptions connect_options = resolve_connect_options(options, &context);
+  set_connection_callbacks(connect_options, events);
   try {
     return Connection::connect(connect_options);
   } catch (const Error& error) {
-    if (error.code() == Errc::not_found)
-      throw Failure(fmt::format("no NATS server at {} ({})", server_list(options), error.what()));
+    const std::string from =
+        context.empty() ? std::string() : fmt::format(" (NATS context '{}')", context);
+    if (error.code() == Errc::not_found) {
+      const std::string servers = connect_options.servers.empty()
+                                      ? server_list(options)
+                                      : fmt::format("{}", fmt::join(connect_options.servers, ","));
+      throw Failure(fmt::format("no NATS server at {}{} ({})", servers, from, error.what()));
+    }
+    if (!context.empty())
+      throw Error(error.code(), error.what() + from);
     throw;
   }
 }
@@ -81,9 +89,13 @@ std::string describe(const Error& error) {
 }
 
 bool emit_line(std::string_view line) {
+  // Connection event lines come from cnats' thread: a line is written whole.
+  ::flockfile(stdout);
   std::fwrite(line.data(), 1, line.size(), stdout);
   std::fputc('\n', stdout);
-  return std::fflush(stdout) == 0 && std::ferror(stdout) == 0;
+  const bool ok = std::fflush(stdout) == 0 && std::ferror(stdout) == 0;
+  ::funlockfile(stdout);
+  return ok;
 }
 
 } // namespace kvelect::cli

@@ -3,6 +3,8 @@
 // election options, errors and exit codes, and output helpers.
 #pragma once
 
+#include "connection_events.hpp"
+
 #include <kvelect/election.hpp>
 #include <kvelect/nats.hpp>
 
@@ -44,6 +46,16 @@ struct CommonOptions {
   std::string bucket{kDefaultBucket};
   std::string name; ///< empty: the host name
   std::chrono::milliseconds timeout{2000};
+  // The other connection flags (tools/connect_flags.cpp).
+  std::string user;
+  std::string password;
+  std::string token;
+  std::string nkey;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
+  std::string context; ///< --context / NATS_CONTEXT
+  bool no_context = false;
 };
 
 /// Advanced flags of the commands that campaign (run, file, campaign).
@@ -58,8 +70,9 @@ std::string host_name();
 /// The member name to use: --name, else the host name. UsageError for an unusable name.
 std::string member_name(const CommonOptions& options);
 
-/// Connects; Failure naming the URL(s) when no server answers.
-Connection connect(const CommonOptions& options);
+/// Connects (flags over the NATS context, tools/connect_flags.hpp); Failure naming the URL(s)
+/// when no server answers. `events` gets the connection's events, if given.
+Connection connect(const CommonOptions& options, const ConnectionEventSink& events = {});
 /// Opens the bucket; Failure "bucket 'X' does not exist" when it is missing.
 Bucket open_bucket(const Connection& connection, const CommonOptions& options);
 

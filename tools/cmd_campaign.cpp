@@ -16,7 +16,11 @@ int campaign_command(const CampaignOptions& o) {
   const std::string member = member_name(o.common);
   block_signals();
   EventLoop loop;
-  ElectionSession session(o.common, o.flags, o.election, member, loop);
+  ElectionSession session(
+      o.common, o.flags, o.election, member, loop, [&](const ConnectionEventLine& line) {
+        emit_line(o.json ? connection_event_campaign_json(line, o.election, member)
+                         : connection_event_campaign_text(line));
+      });
 
   auto print = [&](const ElectionEvent& event) {
     return emit_line(o.json ? campaign_event_json(event, o.election, member)

@@ -61,7 +61,7 @@ int file_command(const FileOptions& o) {
 
   block_signals();
   EventLoop loop;
-  ElectionSession session(o.common, o.flags, o.election, member, loop);
+  ElectionSession session(o.common, o.flags, o.election, member, loop, connection_log_sink());
 
   LeaderRecord record;
   record.leader = member;

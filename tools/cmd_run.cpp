@@ -137,7 +137,7 @@ int run_command(const RunOptions& o) {
   // Before the first thread exists (the NATS connection starts some).
   block_signals();
   EventLoop loop;
-  ElectionSession session(o.common, o.flags, o.election, member, loop);
+  ElectionSession session(o.common, o.flags, o.election, member, loop, connection_log_sink());
 
   const std::vector<std::string> base_env = {
       "KVELECT_ELECTION=" + o.election,

@@ -94,7 +94,9 @@ int watch_command(const WatchOptions& o) {
   using namespace std::chrono;
   block_signals();
   EventLoop loop;
-  Connection connection = connect(o.common);
+  Connection connection = connect(o.common, [&o](const ConnectionEventLine& line) {
+    emit_line(o.json ? connection_event_watch_json(line) : connection_event_watch_text(line));
+  });
   Bucket bucket = open_bucket(connection, o.common);
   const milliseconds ttl = bucket.info().ttl;
 

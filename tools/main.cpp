@@ -3,6 +3,7 @@
 // commands live in cmd_*.cpp.
 #include "cli_common.hpp"
 #include "commands.hpp"
+#include "connect_flags.hpp"
 #include "duration.hpp"
 #include "help_format.hpp"
 
@@ -92,18 +93,7 @@ CLI::Option* add_duration(CLI::App* app, const std::string& flags,
 }
 
 void add_common(CLI::App* app, CommonOptions& c) {
-  app->add_option("-s,--server", c.servers,
-                  "NATS server URL; repeat the flag or separate URLs with commas "
-                  "(default: $NATS_URL, else nats://127.0.0.1:4222)")
-      ->delimiter(',')
-      ->type_name("URL")
-      ->envname("NATS_URL")
-      ->group(kConnectionGroup);
-  app->add_option("--creds", c.creds, "NATS credentials file (JWT and NKey seed)")
-      ->type_name("FILE")
-      ->envname("NATS_CREDS")
-      ->check(CLI::Validator(CLI::ExistingFile).description(""))
-      ->group(kConnectionGroup);
+  add_connection_flags(app, c, kConnectionGroup);
   app->add_option("-b,--bucket", c.bucket,
                   "the KV bucket holding the elections; CHORIA_LEADER_ELECTION shares "
                   "elections with Choria's Go members")
@@ -117,6 +107,7 @@ void add_common(CLI::App* app, CommonOptions& c) {
       ->type_name("NAME")
       ->group(kConnectionGroup);
   add_duration(app, "--timeout", c.timeout, "timeout of the connection and of each request")
+      ->envname("NATS_TIMEOUT")
       ->group(kAdvancedGroup);
 }
 
