@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: Apache-2.0
+// The kvelect binary's connection flags, environment variables and NATS contexts against real
+// nats-servers: TLS, mutual TLS, user/password, token, NKey (credentials made at test time by
+// tests/support/test_pki.hpp), context selection and precedence; and the connection event lines
+// of campaign, watch and run when the server goes away and comes back.
+#include "cli_harness.hpp"
+
+#include "nats_server.hpp"
+#include "test_pki.hpp"
+
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <cstdlib>
+#include <memory>
+
+namespace kvelect::clitest {
+namespace {
+
+using kvelect::testing::NatsServer;
+using kvelect::testing::ServerOptions;
+using kvelect::testing::TestPki;
+
+// Sets environment variables for the kvelect processes started while it lives (they inherit
+// the test's environment), and restores the previous values.
+class ScopedEnv {
+public:
+  ScopedEnv(std::initializer_list<std::pair<std::string, std::string>> vars) {
+    for (const auto& [name, value] : vars) {
+      const char* old = std::getenv(name.c_str()); // NOLINT(concurrency-mt-unsafe)
+      saved_.emplace_back(name, old != nullptr ? std::optional<std::string>(old) : std::nullopt);
+      ::setenv(name.c_str(), value.c_str(), 1); // NOLINT(concurrency-mt-unsafe)
+    }
+  }
+  ~ScopedEnv() {
+    for (const auto& [name, value] : saved_) {
+      if (value)
+        ::setenv(name.c_str(), value->c_str(), 1); // NOLINT(concurrency-mt-unsafe)
+      else
+        ::unsetenv(name.c_str()); // NOLINT(concurrency-mt-unsafe)
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
+
+std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+class CliConnect : public ::testing::Test {
+protected:
+  void SetUp() override {
+    KVELECT_REQUIRE_NATS_SERVER();
+    ASSERT_FALSE(kvelect_bin().empty()) << "KVELECT_BIN is not set";
+    ASSERT_FALSE(dir_.path().empty());
+    // No context of the developer's may leak in: an empty configuration directory.
+    config_ = dir_.file("config");
+    ::mkdir(config_.c_str(), 0700);
+    ::mkdir((config_ + "/nats").c_str(), 0700);
+    ::mkdir((config_ + "/nats/context").c_str(), 0700);
+  }
+  std::unique_ptr<NatsServer> server(const std::string& config) {
+    ServerOptions options;
+    options.config = config;
+    return std::make_unique<NatsServer>(options);
+  }
+  // `bucket add` (memory storage): a connect and a JetStream round trip.
+  Result bucket_add(const std::vector<std::string>& flags) {
+    ScopedEnv env({{"XDG_CONFIG_HOME", config_}});
+    return run_kvelect(
+        std::vector<std::string>{"bucket", "add", "CONNECT", "--ttl", "5s", "--storage", "memory"} +
+            flags,
+        dir_.path());
+  }
+  void write_context(const std::string& name, const std::string& json) {
+    write_file(config_ + "/nats/context/" + name + ".json", json);
+  }
+  void select_context(const std::string& name) {
+    write_file(config_ + "/nats/context.txt", name + "\n");
+  }
+
+  TempDir dir_;
+  std::string config_;
+};
+
+TEST_F(CliConnect, TlsAndMutualTlsWithFlagsAndEnvironment) {
+  const TestPki pki(dir_.path());
+  ASSERT_TRUE(pki.ok()) << pki.error();
+  auto s = server(pki.server_tls_block(true));
+  Result r = bucket_add({"--server", s->url(), "--tlsca", pki.ca, "--tlscert", pki.client_cert,
+                         "--tlskey", pki.client_key});
+  EXPECT_EQ(r.code, 0) << r.output();
+  EXPECT_TRUE(contains(r.out, "bucket 'CONNECT' ready")) << r.output();
+  {
+    ScopedEnv env({{"NATS_URL", s->url()},
+                   {"NATS_CA", pki.ca},
+                   {"NATS_CERT", pki.client_cert},
+                   {"NATS_KEY", pki.client_key}});
+    r = bucket_add({});
+    EXPECT_EQ(r.code, 0) << r.output();
+  }
+  // No client certificate: the server refuses the handshake; a clear error, exit 1.
+  r = bucket_add({"--server", s->url(), "--tlsca", pki.ca});
+  EXPECT_EQ(r.code, 1) << r.output();
+  EXPECT_TRUE(contains(r.err, "kvelect: error: cannot connect to " + s->url())) << r.output();
+  EXPECT_TRUE(contains(r.err, "without a client certificate")) << r.output();
+  // A CA that did not sign the server's certificate.
+  r = bucket_add({"--server", s->url(), "--tlsca", pki.other_ca, "--tlscert", pki.client_cert,
+                  "--tlskey", pki.client_key});
+  EXPECT_EQ(r.code, 1) << r.output();
+  EXPECT_TRUE(contains(r.err, "certificate")) << r.output();
+  // A certificate without its key: a usage problem named before connecting.
+  r = bucket_add({"--server", s->url(), "--tlsca", pki.ca, "--tlscert", pki.client_cert});
+  EXPECT_EQ(r.code, 2) << r.output();
+  EXPECT_TRUE(contains(r.err, "--tlscert needs --tlskey")) << r.output();
+  r = bucket_add({"--server", s->url(), "--tlsca", dir_.file("missing.pem")});
+  EXPECT_EQ(r.code, 2) << r.output();
+  EXPECT_TRUE(contains(r.err, "--tlsca")) << r.output();
+}
+
+TEST_F(CliConnect, UserPasswordAndToken) {
+  auto users = server("authorization { users = [ {user: alice, password: s3cret} ] }\n");
+  Result r = bucket_add({"--server", users->url(), "--user", "alice", "--password", "s3cret"});
+  EXPECT_EQ(r.code, 0) << r.output();
+  {
+    ScopedEnv env({{"NATS_USER", "alice"}, {"NATS_PASSWORD", "s3cret"}});
+    r = bucket_add({"--server", users->url()});
+    EXPECT_EQ(r.code, 0) << r.output();
+  }
+  r = bucket_add({"--server", users->url(), "--user", "alice", "--password", "wrong"});
+  EXPECT_EQ(r.code, 1) << r.output();
+  EXPECT_TRUE(contains(r.err, "Authorization Violation")) << r.output();
+  EXPECT_FALSE(contains(r.err, "(")) << "plain text expected: " << r.output();
+
+  auto token = server("authorization { token: \"t0k3n-for-kvelect\" }\n");
+  r = bucket_add({"--server", token->url(), "--token", "t0k3n-for-kvelect"});
+  EXPECT_EQ(r.code, 0) << r.output();
+  // As in the nats CLI, --user without --password is a token.
+  r = bucket_add({"--server", token->url(), "--user", "t0k3n-for-kvelect"});
+  EXPECT_EQ(r.code, 0) << r.output();
+  {
+    ScopedEnv env({{"NATS_TOKEN", "t0k3n-for-kvelect"}});
+    r = bucket_add({"--server", token->url()});
+    EXPECT_EQ(r.code, 0) << r.output();
+  }
+  r = bucket_add({"--server", token->url(), "--token", "t0k3n-for-kvelect", "--user", "alice",
+                  "--password", "s3cret"});
+  EXPECT_EQ(r.code, 1) << r.output();
+  EXPECT_TRUE(contains(r.err, "one way to authenticate")) << r.output();
+}
+
+TEST_F(CliConnect, NkeySeedFile) {
+  std::string error;
+  const auto key = kvelect::testing::make_user_nkey(dir_.path(), &error);
+  ASSERT_TRUE(key) << error;
+  auto s = server("authorization { users = [ {nkey: " + key->public_key + "} ] }\n");
+  const std::string seed = dir_.file("user.nk");
+  write_file(seed, key->seed + "\n");
+  Result r = bucket_add({"--server", s->url(), "--nkey", seed});
+  EXPECT_EQ(r.code, 0) << r.output();
+  {
+    ScopedEnv env({{"NATS_NKEY", seed}});
+    r = bucket_add({"--server", s->url()});
+    EXPECT_EQ(r.code, 0) << r.output();
+  }
+  r = bucket_add({"--server", s->url()});
+  EXPECT_EQ(r.code, 1) << r.output();
+}
+
+TEST_F(CliConnect, ContextsSelectedNamedAndOverridden) {
+  const TestPki pki(dir_.path());
+  ASSERT_TRUE(pki.ok()) << pki.error();
+  auto s = server(pki.server_tls_block(false) +
+                  "authorization { users = [ {user: alice, password: s3cret} ] }\n");
+  write_context("good", "{\n  \"description\": \"the test server\",\n  \"url\": \"" + s->url() +
+                            "\",\n  \"user\": \"alice\",\n  \"password\": \"s3cret\",\n"
+                            "  \"ca\": \"" +
+                            pki.ca + "\",\n  \"jetstream_domain\": \"\"\n}\n");
+  write_context("badpass", "{\"url\": \"" + s->url() +
+                               "\", \"user\": \"alice\", \"password\": \"wrong\", \"ca\": \"" +
+                               pki.ca + "\"}");
+  write_context("nowhere", "{\"url\": \"nats://127.0.0.1:1\", \"user\": \"alice\", "
+                           "\"password\": \"s3cret\", \"ca\": \"" +
+                               pki.ca + "\"}");
+  write_context("domain", "{\"url\": \"" + s->url() + "\", \"jetstream_domain\": \"hub\"}");
+  write_context("broken", "{\"url\": ");
+
+  // No selection, no --context: the default server, where nothing listens here.
+  Result r = bucket_add({"--server", "nats://127.0.0.1:1"});
+  EXPECT_EQ(r.code, 1) << r.output();
+
+  // The selected context.
+  select_context("good");
+  r = bucket_add({});
+  EXPECT_EQ(r.code, 0) << r.output();
+  // --context overrides the selection; NATS_CONTEXT too.
+  r = bucket_add({"--context", "badpass"});
+  EXPECT_EQ(r.code, 1) << r.output();
+  EXPECT_TRUE(contains(r.err, "Authorization Violation")) << r.output();
+  EXPECT_TRUE(contains(r.err, "NATS context 'badpass'")) << r.output();
+  {
+    ScopedEnv env({{"NATS_CONTEXT", "badpass"}});
+    r = bucket_add({});
+    EXPECT_EQ(r.code, 1) << r.output();
+    EXPECT_TRUE(contains(r.err, "NATS context 'badpass'")) << r.output();
+  }
+  // Flags override the context: authentication as a whole, the server URL alone.
+  r = bucket_add({"--context", "badpass", "--user", "alice", "--password", "s3cret"});
+  EXPECT_EQ(r.code, 0) << r.output();
+  r = bucket_add({"--context", "nowhere", "--server", s->url()});
+  EXPECT_EQ(r.code, 0) << r.output();
+  // A context file given by path.
+  r = bucket_add({"--context", config_ + "/nats/context/good.json"});
+  EXPECT_EQ(r.code, 0) << r.output();
+  // --no-context ignores the selected one (no CA: the TLS server's certificate is refused).
+  r = bucket_add({"--no-context", "--server", s->url()});
+  EXPECT_EQ(r.code, 1) << r.output();
+  // Problems are named.
+  r = bucket_add({"--context", "nosuch"});
+  EXPECT_EQ(r.code, 2) << r.output();
+  EXPECT_TRUE(contains(r.err, "unknown NATS context 'nosuch'")) << r.output();
+  r = bucket_add({"--context", "broken"});
+  EXPECT_EQ(r.code, 1) << r.output();
+  EXPECT_TRUE(contains(r.err, "is not valid JSON")) << r.output();
+  r = bucket_add({"--context", "domain"});
+  EXPECT_EQ(r.code, 1) << r.output();
+  EXPECT_TRUE(contains(r.err, "\"jetstream_domain\"")) << r.output();
+  select_context("gone");
+  r = bucket_add({});
+  EXPECT_EQ(r.code, 1) << r.output();
+  EXPECT_TRUE(contains(r.err, "selected NATS context 'gone'")) << r.output();
+}
+
+TEST_F(CliConnect, ConnectionEventLinesWhenTheServerGoesAndComesBack) {
+  NatsServer s;
+  const std::vector<std::string> common = {"--server", s.url(), "--bucket", "EVENTS"};
+  Result r =
+      run_kvelect(std::vector<std::string>{"bucket", "add", "--ttl", "1s"} + common, dir_.path());
+  ASSERT_EQ(r.code, 0) << r.output();
+  const std::vector<std::string> fast = {"--skip-validation", "--splay", "0"};
+  Kvelect campaign(std::vector<std::string>{"campaign", "--json", "--name", "a", "e"} + common +
+                       fast,
+                   dir_.path(), "campaign");
+  Kvelect watch(std::vector<std::string>{"watch"} + common, dir_.path(), "watch");
+  Kvelect run(std::vector<std::string>{"run", "--name", "b", "e2"} + common + fast +
+                  std::vector<std::string>{"--", "sleep", "60"},
+              dir_.path(), "run");
+  ASSERT_TRUE(eventually([&] { return contains(campaign.out(), "\"event\": \"won\""); }))
+      << campaign.output();
+  ASSERT_TRUE(eventually([&] { return contains(watch.out(), "# watching"); })) << watch.output();
+  ASSERT_TRUE(eventually([&] { return contains(run.err(), "started 'sleep 60'"); }))
+      << run.output();
+
+  s.stop();
+  EXPECT_TRUE(eventually([&] { return contains(campaign.out(), "\"event\": \"disconnected\""); }))
+      << campaign.output();
+  EXPECT_TRUE(eventually([&] { return contains(watch.out(), " disconnected "); }))
+      << watch.output();
+  EXPECT_TRUE(eventually([&] { return contains(run.err(), "kvelect: lost the connection to"); }))
+      << run.output();
+
+  s.restart();
+  EXPECT_TRUE(eventually([&] { return contains(campaign.out(), "\"event\": \"reconnected\""); }))
+      << campaign.output();
+  EXPECT_TRUE(eventually([&] { return contains(watch.out(), "reconnected to " + s.url()); }))
+      << watch.output();
+  EXPECT_TRUE(eventually([&] { return contains(run.err(), "kvelect: reconnected to " + s.url()); }))
+      << run.output();
+
+  // The JSON lines parse as campaign's do, with the server.
+  bool checked = false;
+  for (const std::string& line : lines_of(campaign.out())) {
+    if (json_field(line, "event") != std::optional<std::string>("reconnected"))
+      continue;
+    EXPECT_EQ(json_field(line, "election"), std::optional<std::string>("e")) << line;
+    EXPECT_EQ(json_field(line, "member"), std::optional<std::string>("a")) << line;
+    EXPECT_EQ(json_field(line, "server"), std::optional<std::string>(s.url())) << line;
+    EXPECT_TRUE(json_field(line, "state")) << line;
+    EXPECT_TRUE(json_field(line, "time")) << line;
+    checked = true;
+  }
+  EXPECT_TRUE(checked) << campaign.output();
+
+  // A requested stop prints no connection events of its own.
+  campaign.signal(SIGTERM);
+  ASSERT_TRUE(campaign.wait());
+  EXPECT_FALSE(contains(campaign.out(), "\"event\": \"closed\"")) << campaign.output();
+}
+
+} // namespace
+} // namespace kvelect::clitest
