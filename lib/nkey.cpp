@@ -75,7 +75,7 @@ std::optional<std::array<std::uint8_t, 32>> decode_user_seed(std::string_view se
   const auto raw = base32_decode(seed);
   if (!raw || raw->size() != 36)
     return std::nullopt;
-  const std::uint16_t crc = static_cast<std::uint16_t>((*raw)[34] | ((*raw)[35] << 8));
+  const auto crc = static_cast<std::uint16_t>((*raw)[34] | ((*raw)[35] << 8));
   if (crc16(raw->data(), 34) != crc)
     return std::nullopt;
   const std::uint8_t prefix = (*raw)[0] & 248;

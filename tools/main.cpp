@@ -168,8 +168,9 @@ int real_main(int argc, char** argv) {
        "protocol of Choria's Go election package: the leader's name is the value of the\n"
        "election's key, renewed before the bucket's TTL expires it.\n"
        "\n"
-       "Every command takes --server, --creds, --bucket and --name; durations are written\n"
-       "500ms, 30s, 5m or 1h (also sums such as 1m30s).\n",
+       "Every command takes --bucket, --name and the nats CLI's connection flags (--server,\n"
+       "--creds, --user, --tlsca, --context, ...; NATS contexts are read as the nats CLI\n"
+       "does); durations are written 500ms, 30s, 5m or 1h (also sums such as 1m30s).\n",
        "kvelect bucket add --ttl 30s\n"
        "kvelect run scheduler -- /usr/local/bin/scheduler --serve\n"
        "kvelect info\n"

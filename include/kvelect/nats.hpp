@@ -94,7 +94,10 @@ struct ConnectOptions {
 /// A NATS connection with a JetStream context. Move-only; the destructor closes it.
 class KVELECT_API Connection {
 public:
-  /// Connects; Error(not_found) if no server answers, Error(nats_error) for other failures.
+  /// Connects. Error(invalid_option) or Error(invalid_argument) for options that do not go
+  /// together or a file that cannot be read (before connecting), Error(not_found) if no server
+  /// answers, Error(permission_denied) if the server refuses the credentials, Error(nats_error)
+  /// for other failures (a TLS handshake that fails, ...), each naming the problem.
   static Connection connect(const ConnectOptions& options = {});
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
