@@ -2,6 +2,7 @@
 #include "cli_common.hpp"
 
 #include "connect_flags.hpp"
+#include "connection_events.hpp"
 
 #include <fmt/format.h>
 
@@ -35,10 +36,10 @@ std::string server_list(const CommonOptions& options) {
   return env != nullptr && *env != '\0' ? std::string(env) : std::string(kDefaultServer);
 }
 
-Connection connect(const CommonOptions& options, const ConnectionEventSink& events) {
+Connection connect(const CommonOptions& options) {
   std::string context;
   ConnectOptions connect_options = resolve_connect_options(options, &context);
-  set_connection_callbacks(connect_options, events);
+  set_connection_callbacks(connect_options);
   try {
     return Connection::connect(connect_options);
   } catch (const Error& error) {

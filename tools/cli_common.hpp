@@ -3,8 +3,6 @@
 // election options, errors and exit codes, and output helpers.
 #pragma once
 
-#include "connection_events.hpp"
-
 #include <kvelect/election.hpp>
 #include <kvelect/nats.hpp>
 
@@ -71,8 +69,9 @@ std::string host_name();
 std::string member_name(const CommonOptions& options);
 
 /// Connects (flags over the NATS context, tools/connect_flags.hpp); Failure naming the URL(s)
-/// when no server answers. `events` gets the connection's events, if given.
-Connection connect(const CommonOptions& options, const ConnectionEventSink& events = {});
+/// when no server answers. The connection's events go to the process's connection event sink
+/// (tools/connection_events.hpp).
+Connection connect(const CommonOptions& options);
 /// Opens the bucket; Failure "bucket 'X' does not exist" when it is missing.
 Bucket open_bucket(const Connection& connection, const CommonOptions& options);
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // kvelect campaign ELECTION [--json]: join an election and print each event as it happens.
 #include "commands.hpp"
+#include "connection_events.hpp"
 #include "duration.hpp"
 #include "event_format.hpp"
 #include "event_loop.hpp"
@@ -16,11 +17,11 @@ int campaign_command(const CampaignOptions& o) {
   const std::string member = member_name(o.common);
   block_signals();
   EventLoop loop;
-  ElectionSession session(
-      o.common, o.flags, o.election, member, loop, [&](const ConnectionEventLine& line) {
-        emit_line(o.json ? connection_event_campaign_json(line, o.election, member)
-                         : connection_event_campaign_text(line));
-      });
+  set_connection_event_sink([&o, member](const ConnectionEventLine& line) {
+    emit_line(o.json ? connection_event_campaign_json(line, o.election, member)
+                     : connection_event_campaign_text(line));
+  });
+  ElectionSession session(o.common, o.flags, o.election, member, loop);
 
   auto print = [&](const ElectionEvent& event) {
     return emit_line(o.json ? campaign_event_json(event, o.election, member)

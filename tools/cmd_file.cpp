@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // kvelect file ELECTION PATH: keep PATH present while leader, remove it otherwise.
 #include "commands.hpp"
+#include "connection_events.hpp"
 #include "event_loop.hpp"
 #include "leader_file.hpp"
 #include "session.hpp"
@@ -61,7 +62,8 @@ int file_command(const FileOptions& o) {
 
   block_signals();
   EventLoop loop;
-  ElectionSession session(o.common, o.flags, o.election, member, loop, connection_log_sink());
+  set_connection_event_sink(connection_log_sink());
+  ElectionSession session(o.common, o.flags, o.election, member, loop);
 
   LeaderRecord record;
   record.leader = member;

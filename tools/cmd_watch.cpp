@@ -2,6 +2,7 @@
 // kvelect watch [--election NAME] [--json]: a live, timestamped stream of election activity,
 // from a KV watcher on the bucket (cnats kvStore_Watch / kvStore_WatchAll).
 #include "commands.hpp"
+#include "connection_events.hpp"
 #include "duration.hpp"
 #include "event_loop.hpp"
 #include "json.hpp"
@@ -94,9 +95,10 @@ int watch_command(const WatchOptions& o) {
   using namespace std::chrono;
   block_signals();
   EventLoop loop;
-  Connection connection = connect(o.common, [&o](const ConnectionEventLine& line) {
+  set_connection_event_sink([&o](const ConnectionEventLine& line) {
     emit_line(o.json ? connection_event_watch_json(line) : connection_event_watch_text(line));
   });
+  Connection connection = connect(o.common);
   Bucket bucket = open_bucket(connection, o.common);
   const milliseconds ttl = bucket.info().ttl;
 

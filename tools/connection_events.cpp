@@ -7,18 +7,50 @@
 #include <fmt/format.h>
 
 #include <cstdio>
-#include <memory>
+#include <mutex>
 
 namespace kvelect::cli {
 
-void set_connection_callbacks(ConnectOptions& options, ConnectionEventSink sink) {
-  if (!sink)
-    return;
-  auto shared = std::make_shared<ConnectionEventSink>(std::move(sink));
-  auto forward = [shared](const ConnectionEvent& event) {
+namespace {
+
+std::mutex& registry_mutex() {
+  static std::mutex mu;
+  return mu;
+}
+ConnectionEventSink& registered_sink() {
+  static ConnectionEventSink sink;
+  return sink;
+}
+std::function<State()>& registered_state() {
+  static std::function<State()> source;
+  return source;
+}
+
+} // namespace
+
+void set_connection_event_sink(ConnectionEventSink sink) {
+  std::lock_guard lock(registry_mutex());
+  registered_sink() = std::move(sink);
+}
+
+void set_connection_state_source(std::function<State()> source) {
+  std::lock_guard lock(registry_mutex());
+  registered_state() = std::move(source);
+}
+
+void set_connection_callbacks(ConnectOptions& options) {
+  auto forward = [](const ConnectionEvent& event) {
     ConnectionEventLine line;
     line.event = event;
-    (*shared)(line);
+    ConnectionEventSink sink;
+    {
+      std::lock_guard lock(registry_mutex());
+      sink = registered_sink();
+      if (registered_state())
+        line.state = registered_state()();
+    }
+    if (sink)
+      sink(line);
   };
   options.on_disconnected = forward;
   options.on_reconnected = forward;

@@ -2,6 +2,10 @@
 // The connection event lines (disconnected, reconnected, closed) of the long-running commands.
 // They come from kvelect::ConnectOptions' callbacks, on cnats' callback thread, and are written
 // and flushed there, at once: a line is never held back behind the main thread's work.
+//
+// One process, one command: the sink (where lines go) and the state source (the campaigning
+// member's state, for campaign's lines) are process-wide, set by the command before it connects
+// (connect() in cli_common.cpp installs the callbacks on every connection).
 #pragma once
 
 #include <kvelect/nats.hpp>
@@ -24,8 +28,14 @@ struct ConnectionEventLine {
 /// Where a command's connection events go; called on cnats' callback thread.
 using ConnectionEventSink = std::function<void(const ConnectionEventLine&)>;
 
-/// Sets the three ConnectOptions callbacks to feed `sink` (nothing if `sink` is empty).
-void set_connection_callbacks(ConnectOptions& options, ConnectionEventSink sink);
+/// Sets where the connection events of this process go (empty: nowhere, the default).
+void set_connection_event_sink(ConnectionEventSink sink);
+/// Sets where the lines' member state comes from (empty: none). It is called under a lock that
+/// setting it takes too, so an owner that clears it before going away is never called after.
+void set_connection_state_source(std::function<State()> source);
+
+/// Sets the three ConnectOptions callbacks to feed the process's sink.
+void set_connection_callbacks(ConnectOptions& options);
 
 /// "lost the connection to nats://...: <error>", "reconnected to nats://...",
 /// "connection to nats://... closed: <error>".

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "session.hpp"
 
+#include "connection_events.hpp"
+
 #include <utility>
 
 namespace kvelect::cli {
@@ -12,28 +14,8 @@ bool ElectionSession::ends_campaign(const Error& error) {
 
 ElectionSession::ElectionSession(const CommonOptions& common, const ElectionFlags& flags,
                                  std::string election, std::string member, EventLoop& loop)
-    : ElectionSession(common, flags, std::move(election), std::move(member), loop, {}) {}
-
-ConnectionEventSink ElectionSession::events_with_state(const ConnectionEventSink& events) {
-  if (!events)
-    return {};
-  return [this, events](const ConnectionEventLine& line) {
-    ConnectionEventLine with_state = line;
-    {
-      std::lock_guard lock(self_mu_);
-      Election* e = self_.load();
-      with_state.state = e != nullptr ? e->state() : State::Unknown;
-    }
-    events(with_state);
-  };
-}
-
-ElectionSession::ElectionSession(const CommonOptions& common, const ElectionFlags& flags,
-                                 std::string election, std::string member, EventLoop& loop,
-                                 const ConnectionEventSink& events)
     : member_(std::move(member)), key_(std::move(election)), bucket_name_(common.bucket),
-      connection_(connect(common, events_with_state(events))),
-      bucket_(open_bucket(connection_, common)) {
+      connection_(connect(common)), bucket_(open_bucket(connection_, common)) {
   // The callbacks run on the campaign thread: they record the event and return at once.
   auto state_now = [this] {
     Election* e = self_.load();
@@ -77,12 +59,13 @@ ElectionSession::ElectionSession(const CommonOptions& common, const ElectionFlag
   }));
   election_ = std::make_unique<Election>(member_, key_, bucket_.get(), std::move(options));
   self_.store(election_.get());
+  set_connection_state_source([this] { return election_->state(); }); // connection event lines
 }
 
 ElectionSession::~ElectionSession() {
+  set_connection_state_source({});
   if (election_)
     election_->stop();
-  std::lock_guard lock(self_mu_);
   self_.store(nullptr);
 }
 

@@ -11,7 +11,6 @@
 
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <string>
 
 namespace kvelect::cli {
@@ -22,10 +21,6 @@ public:
   /// kvelect::Error with a message naming the problem.
   ElectionSession(const CommonOptions& common, const ElectionFlags& flags, std::string election,
                   std::string member, EventLoop& loop);
-  /// The same, with the connection's events (disconnected, ...) going to `events`, on cnats'
-  /// thread, with this member's state.
-  ElectionSession(const CommonOptions& common, const ElectionFlags& flags, std::string election,
-                  std::string member, EventLoop& loop, const ConnectionEventSink& events);
   ~ElectionSession();
   ElectionSession(const ElectionSession&) = delete;
   ElectionSession& operator=(const ElectionSession&) = delete;
@@ -42,12 +37,9 @@ private:
   std::string member_;
   std::string key_;
   std::string bucket_name_;
-  // Before connection_: its event callbacks read them until ~Connection returns.
-  std::mutex self_mu_; // held while a connection event reads the election's state
-  std::atomic<Election*> self_{nullptr};
   Connection connection_;
   Bucket bucket_;
-  ConnectionEventSink events_with_state(const ConnectionEventSink& events);
+  std::atomic<Election*> self_{nullptr};
   std::unique_ptr<Election> election_;
 };
 
