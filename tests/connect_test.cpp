@@ -12,6 +12,7 @@
 
 #include <sys/stat.h>
 #include <unistd.h>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -297,6 +298,42 @@ TEST_F(ConnectTest, EventCallbacksAcrossARestartAndNoneAfterDestruction) {
   }
   std::this_thread::sleep_for(300ms);
   EXPECT_EQ(events().size(), 2U) << "a callback ran for the close done by ~Connection";
+}
+
+// The server comes back with other credentials: cnats gives up after the second refusal in a
+// row and closes the connection, which on_closed reports (with the reason).
+TEST_F(ConnectTest, ClosedWhenTheServerRefusesTheReconnect) {
+  auto first = server("authorization { users = [ {user: alice, password: s3cret} ] }\n");
+  std::mutex mu;
+  std::vector<ConnectionEvent> seen;
+  auto record = [&](const ConnectionEvent& e) {
+    std::lock_guard lock(mu);
+    seen.push_back(e);
+  };
+  auto has = [&](ConnectionEvent::Kind kind) {
+    std::lock_guard lock(mu);
+    return std::any_of(seen.begin(), seen.end(), [&](const auto& e) { return e.kind == kind; });
+  };
+  ConnectOptions o;
+  o.servers = {first->url()};
+  o.user = "alice";
+  o.password = "s3cret";
+  o.on_disconnected = record;
+  o.on_reconnected = record;
+  o.on_closed = record;
+  Connection connection = Connection::connect(o);
+  const int port = first->port();
+  first.reset();
+  ServerOptions again;
+  again.port = port;
+  again.config = "authorization { users = [ {user: alice, password: changed} ] }\n";
+  NatsServer second(again);
+  ASSERT_TRUE(eventually([&] { return has(ConnectionEvent::Kind::closed); })) << "no closed event";
+  EXPECT_FALSE(has(ConnectionEvent::Kind::reconnected));
+  EXPECT_FALSE(connection.connected());
+  std::lock_guard lock(mu);
+  EXPECT_EQ(seen.back().kind, ConnectionEvent::Kind::closed);
+  EXPECT_TRUE(contains(seen.back().error, "Authorization Violation")) << seen.back().error;
 }
 
 } // namespace

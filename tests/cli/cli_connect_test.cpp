@@ -292,5 +292,38 @@ TEST_F(CliConnect, ConnectionEventLinesWhenTheServerGoesAndComesBack) {
   EXPECT_FALSE(contains(campaign.out(), "\"event\": \"closed\"")) << campaign.output();
 }
 
+// The server comes back refusing the credentials: cnats closes the connection, campaign prints
+// "closed" with the reason, and the campaign ends (exit 1).
+TEST_F(CliConnect, ClosedLineWhenTheServerRefusesTheReconnect) {
+  auto first = server("authorization { users = [ {user: alice, password: s3cret} ] }\n");
+  const std::vector<std::string> common = {"--server", first->url(), "--bucket",   "CLOSED",
+                                           "--user",   "alice",      "--password", "s3cret"};
+  Result r =
+      run_kvelect(std::vector<std::string>{"bucket", "add", "--ttl", "1s"} + common, dir_.path());
+  ASSERT_EQ(r.code, 0) << r.output();
+  Kvelect campaign(std::vector<std::string>{"campaign", "--json", "--name", "a", "e",
+                                            "--skip-validation", "--splay", "0"} +
+                       common,
+                   dir_.path(), "campaign");
+  ASSERT_TRUE(eventually([&] { return contains(campaign.out(), "\"event\": \"won\""); }))
+      << campaign.output();
+  const int port = first->port();
+  first.reset();
+  ServerOptions again;
+  again.port = port;
+  again.config = "authorization { users = [ {user: alice, password: changed} ] }\n";
+  NatsServer second(again);
+  EXPECT_TRUE(eventually([&] { return contains(campaign.out(), "\"event\": \"closed\""); }))
+      << campaign.output();
+  for (const std::string& line : lines_of(campaign.out()))
+    if (json_field(line, "event") == std::optional<std::string>("closed")) {
+      EXPECT_TRUE(contains(json_field(line, "error").value_or(""), "Authorization Violation"))
+          << line;
+    }
+  const auto code = campaign.wait(20s);
+  ASSERT_TRUE(code) << campaign.output();
+  EXPECT_EQ(*code, 1) << campaign.output();
+}
+
 } // namespace
 } // namespace kvelect::clitest
