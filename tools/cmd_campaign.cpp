@@ -15,12 +15,12 @@ namespace kvelect::cli {
 
 int campaign_command(const CampaignOptions& o) {
   const std::string member = member_name(o.common);
-  block_signals();
-  EventLoop loop;
   set_connection_event_sink([&o, member](const ConnectionEventLine& line) {
     emit_line(o.json ? connection_event_campaign_json(line, o.election, member)
                      : connection_event_campaign_text(line));
   });
+  block_signals();
+  EventLoop loop;
   ElectionSession session(o.common, o.flags, o.election, member, loop);
 
   auto print = [&](const ElectionEvent& event) {

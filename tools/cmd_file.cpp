@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // kvelect file ELECTION PATH: keep PATH present while leader, remove it otherwise.
 #include "commands.hpp"
-#include "connection_events.hpp"
 #include "event_loop.hpp"
 #include "leader_file.hpp"
 #include "session.hpp"
@@ -62,7 +61,6 @@ int file_command(const FileOptions& o) {
 
   block_signals();
   EventLoop loop;
-  set_connection_event_sink(connection_log_sink());
   ElectionSession session(o.common, o.flags, o.election, member, loop);
 
   LeaderRecord record;

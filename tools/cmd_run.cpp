@@ -4,7 +4,6 @@
 // Threads: the library's campaign thread only posts events (session.cpp); this file runs on the
 // main thread, which owns the child, the hooks and the signals (signalfd, event_loop.hpp).
 #include "commands.hpp"
-#include "connection_events.hpp"
 #include "duration.hpp"
 #include "event_loop.hpp"
 #include "process.hpp"
@@ -138,7 +137,6 @@ int run_command(const RunOptions& o) {
   // Before the first thread exists (the NATS connection starts some).
   block_signals();
   EventLoop loop;
-  set_connection_event_sink(connection_log_sink());
   ElectionSession session(o.common, o.flags, o.election, member, loop);
 
   const std::vector<std::string> base_env = {

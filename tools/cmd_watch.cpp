@@ -93,11 +93,11 @@ std::string activity_json(const WatchTracker::Activity& a) {
 
 int watch_command(const WatchOptions& o) {
   using namespace std::chrono;
-  block_signals();
-  EventLoop loop;
   set_connection_event_sink([&o](const ConnectionEventLine& line) {
     emit_line(o.json ? connection_event_watch_json(line) : connection_event_watch_text(line));
   });
+  block_signals();
+  EventLoop loop;
   Connection connection = connect(o.common);
   Bucket bucket = open_bucket(connection, o.common);
   const milliseconds ttl = bucket.info().ttl;

@@ -51,6 +51,8 @@ void set_connection_callbacks(ConnectOptions& options) {
     }
     if (sink)
       sink(line);
+    else
+      connection_log_sink()(line); // run, file, and the short commands: stderr
   };
   options.on_disconnected = forward;
   options.on_reconnected = forward;

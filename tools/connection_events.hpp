@@ -28,7 +28,8 @@ struct ConnectionEventLine {
 /// Where a command's connection events go; called on cnats' callback thread.
 using ConnectionEventSink = std::function<void(const ConnectionEventLine&)>;
 
-/// Sets where the connection events of this process go (empty: nowhere, the default).
+/// Sets where the connection events of this process go (empty: connection_log_sink(), the
+/// default, which run and file use).
 void set_connection_event_sink(ConnectionEventSink sink);
 /// Sets where the lines' member state comes from (empty: none). It is called under a lock that
 /// setting it takes too, so an owner that clears it before going away is never called after.
@@ -52,7 +53,7 @@ std::string connection_event_watch_text(const ConnectionEventLine& line);
 std::string connection_event_watch_json(const ConnectionEventLine& line);
 /// run's and file's log line (stderr): "kvelect: <details>".
 std::string connection_event_log(const ConnectionEventLine& line);
-/// A sink writing connection_event_log lines to stderr (run, file).
+/// A sink writing connection_event_log lines to stderr, in one write each (the default).
 ConnectionEventSink connection_log_sink();
 
 } // namespace kvelect::cli
