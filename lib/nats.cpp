@@ -79,9 +79,9 @@ struct CallbackState {
 };
 
 struct Connection::Handles {
+  std::shared_ptr<CallbackState> callbacks; // first: the handles below may still reach it
   detail::ConnectionHandle connection;
   detail::JetStreamHandle jetstream;
-  std::shared_ptr<CallbackState> callbacks;
 };
 
 namespace {
@@ -334,19 +334,28 @@ Connection Connection::connect(const ConnectOptions& options) {
     std::lock_guard lock(state->mu);
     state->server = connected_url(raw_connection);
   }
+  // From here on ~Connection closes it (and keeps the callbacks' state alive for cnats) should
+  // anything below throw.
+  Connection result(std::move(handles));
   jsOptions js_options;
   jsOptions_Init(&js_options);
   js_options.Wait = options.timeout.count();
   jsCtx* raw_js = nullptr;
-  check(natsConnection_JetStream(&raw_js, handles->connection.get(), &js_options),
+  check(natsConnection_JetStream(&raw_js, result.h_->connection.get(), &js_options),
         "cannot create a JetStream context");
-  handles->jetstream.reset(raw_js);
-  return Connection(std::move(handles));
+  result.h_->jetstream.reset(raw_js);
+  return result;
 }
 
 Connection::Connection(std::unique_ptr<Handles> handles) : h_(std::move(handles)) {}
 Connection::Connection(Connection&&) noexcept = default;
-Connection& Connection::operator=(Connection&&) noexcept = default;
+Connection& Connection::operator=(Connection&& other) noexcept {
+  if (this != &other) {
+    Connection old(std::move(*this)); // closed by ~Connection, callbacks' state kept for cnats
+    h_ = std::move(other.h_);
+  }
+  return *this;
+}
 Connection::~Connection() {
   if (!h_)
     return;

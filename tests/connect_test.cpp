@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 namespace kvelect::testing {
@@ -334,6 +335,31 @@ TEST_F(ConnectTest, ClosedWhenTheServerRefusesTheReconnect) {
   std::lock_guard lock(mu);
   EXPECT_EQ(seen.back().kind, ConnectionEvent::Kind::closed);
   EXPECT_TRUE(contains(seen.back().error, "Authorization Violation")) << seen.back().error;
+}
+
+// A callback may destroy (here: move-assign over) its own Connection; neither waits for itself.
+TEST_F(ConnectTest, ACallbackMayDestroyItsConnection) {
+  auto s = server("");
+  std::mutex mu;
+  std::optional<Connection> connection;
+  std::atomic<int> calls{0};
+  ConnectOptions o;
+  o.servers = {s->url()};
+  o.on_disconnected = [&](const ConnectionEvent&) {
+    std::lock_guard lock(mu);
+    ++calls;
+    connection.reset();
+  };
+  {
+    std::lock_guard lock(mu);
+    connection.emplace(Connection::connect(o));
+  }
+  Connection other = Connection::connect(o);
+  other = Connection::connect(o); // the first `other` is closed properly
+  s->stop();
+  ASSERT_TRUE(eventually([&] { return calls.load() >= 1; }));
+  std::lock_guard lock(mu);
+  EXPECT_FALSE(connection.has_value());
 }
 
 } // namespace
