@@ -8,6 +8,8 @@
 #include <kvelect/error.hpp>
 #include <kvelect/nats.hpp>
 
+#include <nats/nats.h>
+
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
@@ -75,6 +77,14 @@ public:
 private:
   std::string path_;
 };
+
+// cnats' threads end before the process does: OpenSSL's atexit clean-up must not race with them.
+class NatsLibrary : public ::testing::Environment {
+public:
+  void TearDown() override { nats_CloseAndWait(5000); }
+};
+[[maybe_unused]] ::testing::Environment* const nats_library =
+    ::testing::AddGlobalTestEnvironment(new NatsLibrary);
 
 // ---- validation: no server is contacted -------------------------------------------------------
 

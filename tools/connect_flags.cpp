@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <nats/nats.h>
+
 namespace kvelect::cli {
 namespace {
 
@@ -132,6 +134,10 @@ ConnectOptions resolve_connect_options(const CommonOptions& c, std::string* cont
     throw UsageError(o.tls_cert_file.empty() ? "--tlskey needs --tlscert (the client certificate)"
                                              : "--tlscert needs --tlskey (its private key)");
   return o;
+}
+
+void close_nats_library() noexcept {
+  [[maybe_unused]] const natsStatus status = nats_CloseAndWait(2000);
 }
 
 } // namespace kvelect::cli

@@ -450,4 +450,8 @@ int real_main(int argc, char** argv) {
 } // namespace
 } // namespace kvelect::cli
 
-int main(int argc, char** argv) { return kvelect::cli::real_main(argc, argv); }
+int main(int argc, char** argv) {
+  const int code = kvelect::cli::real_main(argc, argv);
+  kvelect::cli::close_nats_library(); // every connection is gone: see connect_flags.hpp
+  return code;
+}
