@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
+#include <mutex>
 
 namespace kvelect::cli {
 
@@ -89,14 +90,20 @@ std::string describe(const Error& error) {
   return error.what();
 }
 
-bool emit_line(std::string_view line) {
-  // Connection event lines come from cnats' thread: a line is written whole.
-  ::flockfile(stdout);
-  std::fwrite(line.data(), 1, line.size(), stdout);
-  std::fputc('\n', stdout);
-  const bool ok = std::fflush(stdout) == 0 && std::ferror(stdout) == 0;
-  ::funlockfile(stdout);
-  return ok;
+bool write_line(std::FILE* stream, std::string_view line) {
+  // Lines come from the main thread, from the election's callbacks and (connection events) from
+  // cnats' threads: one lock, one write of
+  // the whole line and a flush, so that lines never interleave and each is out before the
+  // caller goes on (e.g. before a released key lets a successor print its "won").
+  static std::mutex mu;
+  std::string text;
+  text.reserve(line.size() + 1);
+  text.append(line).push_back('\n');
+  std::lock_guard lock(mu);
+  std::fwrite(text.data(), 1, text.size(), stream);
+  return std::fflush(stream) == 0 && std::ferror(stream) == 0;
 }
+
+bool emit_line(std::string_view line) { return write_line(stdout, line); }
 
 } // namespace kvelect::cli

@@ -81,7 +81,10 @@ std::vector<Option> election_options(const ElectionFlags& flags);
 /// A message for a kvelect::Error, with a hint where one helps (e.g. --skip-validation).
 std::string describe(const Error& error);
 
-/// Writes `line` and a newline to stdout and flushes. Returns false if stdout is gone (EPIPE).
+/// Writes `line` and a newline to `stream` in one write and flushes it; thread-safe (lines of
+/// different threads never interleave). Returns false if the stream is gone (EPIPE).
+bool write_line(std::FILE* stream, std::string_view line);
+/// write_line() to stdout.
 bool emit_line(std::string_view line);
 
 /// The --server list for messages: "nats://a:4222,nats://b:4222".

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
 #include <csignal>
 
 namespace kvelect::cli {
@@ -21,12 +22,16 @@ int campaign_command(const CampaignOptions& o) {
   });
   block_signals();
   EventLoop loop;
-  ElectionSession session(o.common, o.flags, o.election, member, loop);
-
-  auto print = [&](const ElectionEvent& event) {
-    return emit_line(o.json ? campaign_event_json(event, o.election, member)
-                            : campaign_event_text(event));
+  // Each event's line is written (and flushed) on the campaign thread, in the callback itself:
+  // "lost" is out before the key is released, "won" before anything else happens.
+  std::atomic<bool> stdout_gone{false};
+  auto print = [&o, &member, &stdout_gone](const ElectionEvent& event) {
+    if (!emit_line(o.json ? campaign_event_json(event, o.election, member)
+                          : campaign_event_text(event)))
+      stdout_gone = true;
   };
+  ElectionSession session(o.common, o.flags, o.election, member, loop, print);
+
   if (!o.json)
     emit_line(fmt::format("# campaigning for '{}' in bucket '{}' as '{}' (ttl {}, campaign "
                           "interval {})",
@@ -40,22 +45,19 @@ int campaign_command(const CampaignOptions& o) {
   while (!done) {
     const EventLoop::Wakeup wakeup = loop.wait(std::nullopt);
     for (const ElectionEvent& event : wakeup.events) {
-      if (!print(event))
-        done = true; // stdout closed (e.g. piped into head): leave quietly
       if (event.kind == ElectionEvent::Kind::error && event.fatal) {
         exit_code = kExitFailure;
         done = true;
       }
     }
+    if (stdout_gone)
+      done = true; // stdout closed (e.g. piped into head): leave quietly
     for (int sig : wakeup.signals)
       if (sig != SIGCHLD)
         done = true;
   }
-  // Leave the election (releasing leadership); print what that caused (a final "lost").
+  // Leave the election (releasing leadership); a final "lost" is printed by its callback.
   session.election().stop();
-  const EventLoop::Wakeup rest = loop.wait(std::chrono::steady_clock::now());
-  for (const ElectionEvent& event : rest.events)
-    print(event);
   return exit_code;
 }
 

@@ -13,49 +13,56 @@ bool ElectionSession::ends_campaign(const Error& error) {
 }
 
 ElectionSession::ElectionSession(const CommonOptions& common, const ElectionFlags& flags,
-                                 std::string election, std::string member, EventLoop& loop)
+                                 std::string election, std::string member, EventLoop& loop,
+                                 Announcer announce)
     : member_(std::move(member)), key_(std::move(election)), bucket_name_(common.bucket),
       connection_(connect(common)), bucket_(open_bucket(connection_, common)) {
-  // The callbacks run on the campaign thread: they record the event and return at once.
+  // The callbacks run on the campaign thread: they announce the event (its line) and post it to
+  // the main thread, and return at once.
+  auto deliver = [&loop, announce = std::move(announce)](ElectionEvent event) {
+    if (announce)
+      announce(event);
+    loop.post(std::move(event));
+  };
   auto state_now = [this] {
     Election* e = self_.load();
     return e != nullptr ? e->state() : State::Unknown;
   };
   std::vector<Option> options = election_options(flags);
-  options.push_back(OnWon([&loop](Token token) {
+  options.push_back(OnWon([deliver](Token token) {
     ElectionEvent event;
     event.kind = ElectionEvent::Kind::won;
     event.state = State::Leader;
     event.token = token;
-    loop.post(std::move(event));
+    deliver(std::move(event));
   }));
-  options.push_back(OnLost([&loop, state_now] {
+  options.push_back(OnLost([deliver, state_now] {
     ElectionEvent event;
     event.kind = ElectionEvent::Kind::lost;
     event.state = state_now();
-    loop.post(std::move(event));
+    deliver(std::move(event));
   }));
-  options.push_back(OnCampaign([&loop](State state) {
+  options.push_back(OnCampaign([deliver](State state) {
     ElectionEvent event;
     event.kind = ElectionEvent::Kind::campaign;
     event.state = state;
-    loop.post(std::move(event));
+    deliver(std::move(event));
   }));
-  options.push_back(OnNewLeader([&loop, state_now](std::optional<std::string_view> leader) {
+  options.push_back(OnNewLeader([deliver, state_now](std::optional<std::string_view> leader) {
     ElectionEvent event;
     event.kind = ElectionEvent::Kind::leader;
     event.state = state_now();
     if (leader)
       event.leader = std::string(*leader);
-    loop.post(std::move(event));
+    deliver(std::move(event));
   }));
-  options.push_back(OnError([&loop, state_now](const Error& error) {
+  options.push_back(OnError([deliver, state_now](const Error& error) {
     ElectionEvent event;
     event.kind = ElectionEvent::Kind::error;
     event.state = state_now();
     event.error = error.what();
     event.fatal = ends_campaign(error);
-    loop.post(std::move(event));
+    deliver(std::move(event));
   }));
   election_ = std::make_unique<Election>(member_, key_, bucket_.get(), std::move(options));
   self_.store(election_.get());

@@ -10,17 +10,23 @@
 #include <kvelect/nats.hpp>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
 namespace kvelect::cli {
+
+/// Called on the campaign thread with each event before it is posted to the loop, so that its
+/// line is out before the member goes on: OnLost's line comes before the key is released, so a
+/// reader of both members' output never sees the successor's "won" first. Must be quick.
+using Announcer = std::function<void(const ElectionEvent&)>;
 
 class ElectionSession {
 public:
   /// Connects, opens the bucket and creates the election (not started). Throws Failure or
   /// kvelect::Error with a message naming the problem.
   ElectionSession(const CommonOptions& common, const ElectionFlags& flags, std::string election,
-                  std::string member, EventLoop& loop);
+                  std::string member, EventLoop& loop, Announcer announce = {});
   ~ElectionSession();
   ElectionSession(const ElectionSession&) = delete;
   ElectionSession& operator=(const ElectionSession&) = delete;

@@ -100,8 +100,13 @@ private:
 // its own, killed (with its group) when the object goes away.
 class Kvelect {
 public:
-  Kvelect(std::vector<std::string> args, const std::string& dir, const std::string& label)
+  /// With `append`, stdout and stderr are appended to LABEL.out and LABEL.err (O_APPEND): several
+  /// processes given one label share the files, and their lines land in the order they were
+  /// written, as one reader of both outputs would see them.
+  Kvelect(std::vector<std::string> args, const std::string& dir, const std::string& label,
+          bool append = false)
       : out_path_(dir + "/" + label + ".out"), err_path_(dir + "/" + label + ".err") {
+    const int out_flags = O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC);
     std::vector<std::string> argv_strings;
     argv_strings.push_back(kvelect_bin());
     argv_strings.insert(argv_strings.end(), args.begin(), args.end());
@@ -117,8 +122,8 @@ public:
       if (::getppid() != parent)
         ::_exit(127);
       const int in = ::open("/dev/null", O_RDONLY);
-      const int out = ::open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int err = ::open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      const int out = ::open(out_path_.c_str(), out_flags, 0644);
+      const int err = ::open(err_path_.c_str(), out_flags, 0644);
       ::dup2(in, 0);
       ::dup2(out, 1);
       ::dup2(err, 2);

@@ -153,9 +153,9 @@ protected:
     return run_kvelect(cmd(std::move(words), rest), dir_.path());
   }
   Kvelect& start(const std::string& label, std::vector<std::string> words,
-                 const std::vector<std::string>& rest) {
+                 const std::vector<std::string>& rest, bool append = false) {
     processes_.push_back(
-        std::make_unique<Kvelect>(cmd(std::move(words), rest), dir_.path(), label));
+        std::make_unique<Kvelect>(cmd(std::move(words), rest), dir_.path(), label, append));
     return *processes_.back();
   }
   void make_bucket(const std::string& ttl = "1s") {
@@ -299,6 +299,69 @@ TEST_F(Cli, CampaignJsonEmitsParseableLines) {
   EXPECT_EQ(seen.back(), "lost") << alice.output(); // stop() released leadership
   // Released: nobody leads now.
   EXPECT_EQ(kvelect({"info"}, {"sched"}).out.find("alice"), std::string::npos);
+}
+
+// Issue 11: a script reading the output of two members sees "lost" of the old leader before
+// "won" of the new one in every graceful handover (SIGTERM): the line is written from OnLost,
+// before the key is released. Both members append to one file, so its order is the order in
+// which the lines were written.
+TEST_F(Cli, CampaignJsonNeverShowsTwoLeadersInGracefulHandovers) {
+  make_bucket();
+  const std::string shared = dir_.file("both.out");
+  auto member = [&](const std::string& name) -> Kvelect& {
+    return start("both", {"campaign"},
+                 kFast + std::vector<std::string>{"--json", "--name", name, "sched"},
+                 /*append=*/true);
+  };
+  auto count = [&](const std::string& name, const std::string& event) {
+    int n = 0;
+    for (const auto& line : lines_of(read_file(shared)))
+      if (json_field(line, "member") == name && json_field(line, "event") == event)
+        ++n;
+    return n;
+  };
+  Kvelect* leader = &member("m0");
+  ASSERT_TRUE(eventually([&] { return count("m0", "won") == 1; })) << leader->output();
+  constexpr int kHandovers = 8;
+  for (int i = 1; i <= kHandovers; ++i) {
+    const std::string next = "m" + std::to_string(i);
+    const std::string previous = "m" + std::to_string(i - 1);
+    Kvelect& standby = member(next);
+    // The standby has seen the leader: it is campaigning, and wins as soon as the key is free.
+    ASSERT_TRUE(eventually([&] {
+      for (const auto& line : lines_of(read_file(shared)))
+        if (json_field(line, "member") == next && json_field(line, "leader") == previous)
+          return true;
+      return false;
+    })) << read_file(shared);
+    leader->signal(SIGTERM);
+    ASSERT_EQ(leader->wait(20s), 0) << read_file(shared);
+    ASSERT_TRUE(eventually([&] { return count(next, "won") == 1; })) << read_file(shared);
+    leader = &standby;
+  }
+  leader->signal(SIGTERM);
+  ASSERT_EQ(leader->wait(20s), 0) << read_file(shared);
+
+  // Replay the shared output: at most one leader at any line.
+  std::set<std::string> leaders;
+  int wins = 0;
+  for (const auto& line : lines_of(read_file(shared))) {
+    const auto event = json_field(line, "event");
+    const auto name = json_field(line, "member");
+    ASSERT_TRUE(event && name) << line;
+    if (*event == "won") {
+      ++wins;
+      EXPECT_TRUE(leaders.empty())
+          << "'" << *name << "' won while '" << *leaders.begin() << "' still led:\n"
+          << read_file(shared);
+      leaders.insert(*name);
+    } else if (*event == "lost") {
+      EXPECT_EQ(leaders.count(*name), 1U) << line;
+      leaders.erase(*name);
+    }
+  }
+  EXPECT_EQ(wins, kHandovers + 1) << read_file(shared);
+  EXPECT_TRUE(leaders.empty()) << read_file(shared);
 }
 
 TEST_F(Cli, WatchPrintsWinsAndExpiries) {
