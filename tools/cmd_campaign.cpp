@@ -6,6 +6,7 @@
 #include "event_format.hpp"
 #include "event_loop.hpp"
 #include "session.hpp"
+#include "startup.hpp"
 
 #include <fmt/format.h>
 
@@ -30,7 +31,13 @@ int campaign_command(const CampaignOptions& o) {
                           : campaign_event_text(event)))
       stdout_gone = true;
   };
-  ElectionSession session(o.common, o.flags, o.election, member, loop, print);
+  const auto session_ptr = connect_interruptibly(loop, [&] {
+    return std::make_unique<ElectionSession>(o.common, o.flags, o.election, member, loop, print);
+  });
+  ElectionSession& session = *session_ptr;
+  warn_if_name_leads(session.election(), [](const std::string& warning) {
+    write_line(stderr, "kvelect: warning: " + warning);
+  });
 
   if (!o.json)
     emit_line(fmt::format("# campaigning for '{}' in bucket '{}' as '{}' (ttl {}, campaign "

@@ -6,11 +6,17 @@
 #include "commands.hpp"
 #include "duration.hpp"
 #include "event_loop.hpp"
+#include "log.hpp"
 #include "process.hpp"
 #include "session.hpp"
+#include "shell_words.hpp"
+#include "startup.hpp"
 
 #include <fmt/format.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cerrno>
 #include <csignal>
 #include <deque>
 #include <optional>
@@ -20,28 +26,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-class Log {
-public:
-  explicit Log(bool quiet) : quiet_(quiet) {}
-  template <typename... Args>
-  void info(fmt::format_string<Args...> format, Args&&... args) const {
-    if (!quiet_)
-      write(fmt::format(format, std::forward<Args>(args)...));
-  }
-  template <typename... Args>
-  void error(fmt::format_string<Args...> format, Args&&... args) const {
-    write(fmt::format(format, std::forward<Args>(args)...));
-  }
-
-private:
-  static void write(const std::string& message) {
-    const std::string line = "kvelect: " + message + "\n";
-    std::fwrite(line.data(), 1, line.size(), stderr);
-    std::fflush(stderr);
-  }
-  bool quiet_;
-};
 
 // The --on-won / --on-lost hooks: `/bin/sh -c CMD`, one at a time in transition order, each
 // killed (SIGTERM, then SIGKILL 1 s later) if it outlives the hook timeout. They never block
@@ -67,8 +51,8 @@ public:
     if (!child_.running())
       return;
     if (!child_.terminating() && now >= started_ + timeout_) {
-      log_.error("hook '{}' still running after {}: killing it", current_,
-                 format_duration(timeout_));
+      log_.error("hook", fmt::format("hook '{}' still running after {}: killing it", current_,
+                                     format_duration(timeout_)));
       child_.terminate({{SIGTERM, milliseconds(0)}, {SIGKILL, milliseconds(1000)}}, now);
     }
     child_.advance(now);
@@ -76,7 +60,7 @@ public:
   void reap() {
     if (auto status = child_.reap()) {
       if (*status != 0)
-        log_.error("hook '{}' {}", current_, describe_status(*status));
+        log_.error("hook", fmt::format("hook '{}' {}", current_, describe_status(*status)));
       pump();
     }
   }
@@ -103,7 +87,7 @@ private:
         child_.start(spawn);
         started_ = Clock::now();
       } catch (const SpawnError& e) {
-        log_.error("hook '{}': {}", current_, e.what());
+        log_.error("hook", fmt::format("hook '{}': {}", current_, e.what()));
       }
     }
   }
@@ -125,19 +109,88 @@ std::optional<Clock::time_point> earliest(std::optional<Clock::time_point> a,
   return std::min(*a, *b);
 }
 
-bool is_stop_signal(int sig) {
-  return sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGQUIT;
+// How long a freshly started command gets before its first SIGUSR1, as Choria gives it ("give
+// it some time to start properly"): a command that installs its handlers at start-up must not
+// die of the signal.
+constexpr milliseconds kFirstUsr1Delay{1000};
+
+// The command's argv: verbatim after '--', else Choria's form (the words joined with spaces,
+// then split as a shell would, without running one).
+std::vector<std::string> command_argv(const RunOptions& o) {
+  if (o.argv_form)
+    return o.command;
+  const std::string line = fmt::format("{}", fmt::join(o.command, " "));
+  std::vector<std::string> argv;
+  try {
+    argv = shell_split(line);
+  } catch (const ShellSplitError& e) {
+    throw UsageError(fmt::format("cannot split the command \"{}\": {} (or give the command's "
+                                 "words after '--')",
+                                 line, e.what()));
+  }
+  if (argv.empty())
+    throw UsageError("the command is empty");
+  return argv;
+}
+
+// The exit status of a requested stop (SIGINT, SIGTERM, ... to kvelect): 0 when the command
+// ended as asked, by the forwarded signal itself (or a shell's 128+N for it) or with status 0;
+// its own exit code when it chose one; 128+N when a later signal (SIGKILL) was needed.
+int stop_exit_code(int status, int forwarded) {
+  if (WIFSIGNALED(status) && WTERMSIG(status) == forwarded)
+    return kExitOk;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 128 + forwarded)
+    return kExitOk;
+  return exit_code_of(status);
 }
 
 } // namespace
 
 int run_command(const RunOptions& o) {
-  const Log log(o.quiet);
+  // The command is resolved before anything else: a typo fails now, not at the first win.
+  const std::vector<std::string> argv = command_argv(o);
+  const ResolvedCommand resolved = resolve_command(argv.front());
+  if (resolved.error != 0) {
+    write_line(stderr, fmt::format("kvelect: error: cannot run the command: {}", resolved.message));
+    return resolved.error == ENOENT ? 127 : 126;
+  }
   const std::string member = member_name(o.common);
+  const Log log(o.log_format, o.quiet, o.election, member);
   // Before the first thread exists (the NATS connection starts some).
-  block_signals();
+  block_signals(/*job_control=*/true);
   EventLoop loop;
-  ElectionSession session(o.common, o.flags, o.election, member, loop);
+
+  // The transition lines are written on the campaign thread, in the callbacks: "lost" is out
+  // before the key is released. The actions (signals, hooks) follow on the main thread.
+  auto announce = [&log, &o](const ElectionEvent& event) {
+    switch (event.kind) {
+    case ElectionEvent::Kind::won:
+      log.info("won", fmt::format("won leadership of '{}' (token {})", o.election, event.token),
+               {{"token", static_cast<std::int64_t>(event.token)}});
+      break;
+    case ElectionEvent::Kind::lost:
+      log.info("lost", fmt::format("lost leadership of '{}'", o.election));
+      break;
+    case ElectionEvent::Kind::leader: {
+      LogField leader{"leader", std::monostate{}};
+      if (event.leader)
+        leader.value = *event.leader;
+      log.info("leader",
+               fmt::format("leader of '{}': {}", o.election,
+                           event.leader ? "'" + *event.leader + "'" : std::string("none")),
+               {leader});
+      break;
+    }
+    case ElectionEvent::Kind::error:
+      log.error("error", fmt::format("{}{}", event.fatal ? "fatal: " : "", event.error));
+      break;
+    case ElectionEvent::Kind::campaign: break;
+    }
+  };
+  auto session = connect_interruptibly(loop, [&] {
+    return std::make_unique<ElectionSession>(o.common, o.flags, o.election, member, loop, announce);
+  });
+  warn_if_name_leads(session->election(), [&](const std::string& w) { log.error("warning", w); });
 
   const std::vector<std::string> base_env = {
       "KVELECT_ELECTION=" + o.election,
@@ -155,60 +208,126 @@ int run_command(const RunOptions& o) {
   bool leading = false;
   bool start_pending = false; // won while the previous child was still terminating
   bool stopping = false;      // shutting down: no new child, election stops once it is gone
+  int stop_signal = 0;        // the signal that asked kvelect to stop (0: it stopped by itself)
+  std::optional<Clock::time_point> usr1_due; // the first SIGUSR1 of a freshly started command
   int exit_code = kExitOk;
   Token token = 0;
-  const std::string command_text = fmt::format("{}", fmt::join(o.command, " "));
+  const std::string command_text = fmt::format("{}", fmt::join(argv, " "));
+  auto pid_field = [&] { return LogField{"pid", static_cast<std::int64_t>(child.pid())}; };
 
   auto start_child = [&] {
     start_pending = false;
     SpawnOptions spawn;
-    spawn.argv = o.command;
+    spawn.argv = argv;
     spawn.extra_env = env_with({"KVELECT_TOKEN=" + std::to_string(token)});
     // If kvelect dies without a chance to clean up, the command must not outlive its lease.
     spawn.parent_death_signal = SIGTERM;
     try {
       child.start(spawn);
-      log.info("started '{}' (pid {})", command_text, child.pid());
+      usr1_due = Clock::now() + kFirstUsr1Delay;
+      log.info("started", fmt::format("started '{}' (pid {})", command_text, child.pid()),
+               {pid_field()});
     } catch (const SpawnError& e) {
-      log.error("{}", e.what());
+      log.error("start", e.what());
       exit_code = e.error() == ENOENT ? 127 : 126;
       stopping = true;
+    }
+  };
+  auto notify = [&](int sig) {
+    log.info(
+        "signal",
+        fmt::format("sending {} to '{}' (pid {})", signal_name(sig), command_text, child.pid()),
+        {{"signal", signal_name(sig)}, pid_field()});
+    child.notify(sig);
+  };
+  // What losing leadership does to a running command.
+  auto on_loss = [&] {
+    usr1_due.reset();
+    start_pending = false;
+    if (!child.running() || child.terminating())
+      return;
+    if (o.terminate) {
+      log.info("signal",
+               fmt::format("sending SIGINT to '{}' (pid {}), SIGTERM after {}, SIGKILL after {} "
+                           "more",
+                           command_text, child.pid(), format_duration(o.grace),
+                           format_duration(o.grace)),
+               {{"signal", "SIGINT"}, pid_field()});
+      child.terminate({{SIGINT, milliseconds(0)}, {SIGTERM, o.grace}, {SIGKILL, o.grace}});
+    } else {
+      notify(SIGUSR2);
     }
   };
   auto shut_down = [&](int sig, const std::string& why) {
     if (!stopping) {
       stopping = true;
       start_pending = false;
-      log.info("{}: stopping", why);
+      usr1_due.reset();
+      log.info("stopping", fmt::format("{}: stopping", why));
       if (child.running()) {
-        log.info("sending {} to '{}' (pid {}), SIGKILL after {}", signal_name(sig), command_text,
-                 child.pid(), format_duration(o.grace));
+        log.info("signal",
+                 fmt::format("sending {} to '{}' (pid {}), SIGKILL after {}", signal_name(sig),
+                             command_text, child.pid(), format_duration(o.grace)),
+                 {{"signal", signal_name(sig)}, pid_field()});
         child.terminate({{sig, milliseconds(0)}, {SIGKILL, o.grace}});
       }
     } else if (child.running() && is_stop_signal(sig)) {
-      log.info("{} again: sending SIGKILL to '{}'", why, command_text);
+      log.info("signal", fmt::format("{} again: sending SIGKILL to '{}'", why, command_text),
+               {{"signal", "SIGKILL"}, pid_field()});
       child.terminate({{SIGKILL, milliseconds(0)}});
     }
   };
 
-  log.info("campaigning for '{}' in bucket '{}' as '{}' (ttl {})", o.election, o.common.bucket,
-           member, format_duration(session.election().ttl()));
-  session.election().start();
+  log.info("campaigning",
+           fmt::format("campaigning for '{}' in bucket '{}' as '{}' (ttl {}); command '{}'",
+                       o.election, o.common.bucket, member,
+                       format_duration(session->election().ttl()), command_text));
+  session->election().start();
 
   while (!(stopping && !child.running())) {
-    const auto deadline = earliest(child.deadline(), hooks.deadline());
+    const auto deadline = earliest(earliest(child.deadline(), hooks.deadline()), usr1_due);
     const EventLoop::Wakeup wakeup = loop.wait(deadline);
 
-    for (int sig : wakeup.signals)
-      if (is_stop_signal(sig))
+    for (int sig : wakeup.signals) {
+      if (is_stop_signal(sig)) {
+        if (stop_signal == 0 && !stopping)
+          stop_signal = sig;
         shut_down(sig, signal_name(sig));
+      } else if (sig == SIGTSTP) {
+        // Ctrl-Z: the command has a process group of its own, so the terminal's SIGTSTP does not
+        // reach it; stop it too, then kvelect itself.
+        if (child.running()) {
+          log.info("suspend",
+                   fmt::format("SIGTSTP: suspending '{}' (pid {}) and kvelect", command_text,
+                               child.pid()),
+                   {pid_field()});
+          child.signal(SIGTSTP);
+        } else {
+          log.info("suspend", "SIGTSTP: suspending kvelect");
+        }
+        ::kill(::getpid(), SIGSTOP); // returns once continued
+      } else if (sig == SIGCONT) {
+        // Resumed. If the lease ran out meanwhile, the command must learn it before it runs
+        // again: the loss is acted on now, ahead of the OnLost that follows.
+        if (leading && !session->election().is_leader()) {
+          log.info("lost", fmt::format("leadership of '{}' lapsed while suspended", o.election));
+          leading = false;
+          on_loss();
+        }
+        if (child.running()) {
+          log.info("resume",
+                   fmt::format("SIGCONT: resuming '{}' (pid {})", command_text, child.pid()),
+                   {pid_field()});
+          child.signal(SIGCONT);
+        }
+      }
+    }
 
     for (const ElectionEvent& event : wakeup.events) {
       switch (event.kind) {
       case ElectionEvent::Kind::won:
         leading = true;
         token = event.token;
-        log.info("won leadership of '{}' (token {})", o.election, token);
         hooks.enqueue(o.on_won,
                       env_with({"KVELECT_EVENT=won", "KVELECT_TOKEN=" + std::to_string(token)}));
         if (stopping)
@@ -217,48 +336,37 @@ int run_command(const RunOptions& o) {
           start_child();
         } else if (child.terminating()) {
           start_pending = true; // the old one is still on its way out
-        } else {
-          log.info("sending SIGUSR1 to '{}' (pid {})", command_text, child.pid());
-          child.notify(SIGUSR1);
+        } else if (!usr1_due) {
+          notify(SIGUSR1); // won back while the command kept running (Choria: a re-win)
         }
         break;
       case ElectionEvent::Kind::lost:
-        leading = false;
-        start_pending = false;
-        log.info("lost leadership of '{}'", o.election);
         hooks.enqueue(o.on_lost, env_with({"KVELECT_EVENT=lost"}));
-        if (!child.running() || child.terminating())
-          break;
-        if (o.terminate) {
-          log.info("sending SIGINT to '{}' (pid {}), SIGTERM after {}, SIGKILL after {} more",
-                   command_text, child.pid(), format_duration(o.grace), format_duration(o.grace));
-          child.terminate({{SIGINT, milliseconds(0)}, {SIGTERM, o.grace}, {SIGKILL, o.grace}});
-        } else {
-          log.info("sending SIGUSR2 to '{}' (pid {})", command_text, child.pid());
-          child.notify(SIGUSR2);
-        }
-        break;
-      case ElectionEvent::Kind::leader:
-        log.info("leader of '{}': {}", o.election,
-                 event.leader ? "'" + *event.leader + "'" : std::string("none"));
+        if (!leading)
+          break; // already acted on (a lease that lapsed while suspended)
+        leading = false;
+        on_loss();
         break;
       case ElectionEvent::Kind::error:
-        log.error("{}{}", event.fatal ? "fatal: " : "", event.error);
         if (event.fatal && !stopping) {
           exit_code = kExitFailure;
           shut_down(SIGTERM, "campaign ended");
         }
         break;
+      case ElectionEvent::Kind::leader:
       case ElectionEvent::Kind::campaign: break;
       }
     }
 
     // SIGCHLD or not, reap: signals of several exits can merge into one.
     if (auto status = child.reap()) {
-      log.info("'{}' {}", command_text, describe_status(*status));
+      usr1_due.reset();
+      log.info("exited", fmt::format("'{}' {}", command_text, describe_status(*status)),
+               {{"status", static_cast<std::int64_t>(exit_code_of(*status))}});
       if (stopping) {
         if (exit_code == kExitOk)
-          exit_code = exit_code_of(*status);
+          exit_code =
+              stop_signal != 0 ? stop_exit_code(*status, stop_signal) : exit_code_of(*status);
       } else if (o.terminate && !leading) {
         // Terminated on loss, as asked: keep campaigning.
       } else if (o.terminate && start_pending) {
@@ -273,14 +381,19 @@ int run_command(const RunOptions& o) {
       start_child();
     hooks.reap();
     const auto now = Clock::now();
+    if (usr1_due && now >= *usr1_due) {
+      usr1_due.reset();
+      if (child.running() && !child.terminating() && leading)
+        notify(SIGUSR1);
+    }
     child.advance(now);
     hooks.on_timer(now);
   }
 
   // The command is gone: now give up leadership (release the key, so a successor starts at
   // once). Stopping first would let a successor start while our command still runs.
-  session.election().stop();
-  log.info("left election '{}'", o.election);
+  session->election().stop();
+  log.info("left", fmt::format("left election '{}'", o.election));
 
   // Run the hooks of the last transitions (OnLost from stop()), bounded by the hook timeout.
   for (;;) {

@@ -6,6 +6,7 @@
 #include "duration.hpp"
 #include "event_loop.hpp"
 #include "json.hpp"
+#include "startup.hpp"
 #include "timefmt.hpp"
 #include "watch_tracker.hpp"
 
@@ -98,8 +99,11 @@ int watch_command(const WatchOptions& o) {
   });
   block_signals();
   EventLoop loop;
-  Connection connection = connect(o.common);
-  Bucket bucket = open_bucket(connection, o.common);
+  auto [connection, bucket] = connect_interruptibly(loop, [&] {
+    Connection c = connect(o.common);
+    Bucket b = open_bucket(c, o.common);
+    return std::pair<Connection, Bucket>(std::move(c), std::move(b));
+  });
   const milliseconds ttl = bucket.info().ttl;
 
   auto make_watcher = [&]() -> WatcherPtr {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "cli_common.hpp"
+#include "log.hpp"
 
 #include <chrono>
 #include <string>
@@ -17,12 +18,14 @@ struct RunOptions {
   ElectionFlags flags;
   std::string election;
   std::vector<std::string> command;
+  bool argv_form = false; ///< given after '--': used verbatim, else shell-split (Choria's form)
   bool terminate = false;
   std::chrono::milliseconds grace{5000};
   std::string on_won;
   std::string on_lost;
   std::chrono::milliseconds hook_timeout{10000};
   bool quiet = false;
+  LogFormat log_format = LogFormat::text;
 };
 
 struct FileOptions {
@@ -40,7 +43,7 @@ struct InfoOptions {
 struct WatchOptions {
   CommonOptions common;
   std::string election; ///< empty: every key of the bucket
-  bool json = false;
+  bool json = false;    ///< --json or --log-format json
 };
 
 struct EvictOptions {
@@ -53,7 +56,7 @@ struct CampaignOptions {
   CommonOptions common;
   ElectionFlags flags;
   std::string election;
-  bool json = false;
+  bool json = false; ///< --json or --log-format json
 };
 
 struct BucketAddOptions {

@@ -14,11 +14,17 @@
 namespace kvelect::cli {
 namespace {
 
+bool g_job_control = false; // set once, before any thread exists
+
 sigset_t handled_signals() {
   sigset_t set;
   sigemptyset(&set);
   for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD})
     sigaddset(&set, s);
+  if (g_job_control) {
+    sigaddset(&set, SIGTSTP);
+    sigaddset(&set, SIGCONT);
+  }
   return set;
 }
 
@@ -28,7 +34,12 @@ sigset_t handled_signals() {
 
 } // namespace
 
-void block_signals() {
+bool is_stop_signal(int sig) noexcept {
+  return sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGQUIT;
+}
+
+void block_signals(bool job_control) {
+  g_job_control = job_control;
   const sigset_t set = handled_signals();
   if (::pthread_sigmask(SIG_BLOCK, &set, nullptr) != 0)
     fail("pthread_sigmask");

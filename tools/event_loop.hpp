@@ -23,7 +23,12 @@
 namespace kvelect::cli {
 
 /// Blocks the signals the event loop reports (and ignores SIGPIPE). Call before creating threads.
-void block_signals();
+/// With `job_control` (kvelect run), SIGTSTP and SIGCONT are reported too: the caller then stops
+/// itself (and its child) on SIGTSTP; without it they keep their default actions.
+void block_signals(bool job_control = false);
+
+/// True for the signals that ask a long-running command to stop: SIGINT, SIGTERM, SIGHUP, SIGQUIT.
+bool is_stop_signal(int signal) noexcept;
 
 /// One election callback, recorded on the campaign thread.
 struct ElectionEvent {

@@ -123,6 +123,23 @@ void add_election_flags(CLI::App* app, ElectionFlags& f) {
       ->group(kAdvancedGroup);
 }
 
+// --log-format text|json for the commands that log (run, file, campaign, watch).
+CLI::Option* add_log_format(CLI::App* app, std::function<void(LogFormat)> set) {
+  return app
+      ->add_option_function<std::string>(
+          "--log-format",
+          [set = std::move(set)](const std::string& value) {
+            LogFormat format = LogFormat::text;
+            parse_log_format(value, &format);
+            set(format);
+          },
+          "text (lines with RFC 3339 times) or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->type_name("text|json")
+      ->default_str("text")
+      ->group(kOptionsGroup);
+}
+
 CLI::Option* add_election(CLI::App* app, std::string& target) {
   return app->add_option("ELECTION", target, "the election: a key in the bucket")
       ->required()
@@ -183,7 +200,9 @@ int real_main(int argc, char** argv) {
   CLI::App* run = app.add_subcommand("run", "campaign, and run a command while leader");
   add_election(run, run_options.election);
   run->add_option("COMMAND", run_options.command,
-                  "the command and its arguments, after '--'; started when leadership is won")
+                  "the command and its arguments: after '--' as separate words, or as one "
+                  "quoted string split like a shell does (Choria's form); started when "
+                  "leadership is won")
       ->required()
       ->type_name("");
   run->add_flag("--terminate", run_options.terminate,
@@ -206,6 +225,7 @@ int real_main(int argc, char** argv) {
       ->group(kOptionsGroup);
   run->add_flag("-q,--quiet", run_options.quiet, "print errors only, not transitions")
       ->group(kOptionsGroup);
+  add_log_format(run, [&](LogFormat f) { run_options.log_format = f; });
   add_common(run, run_options.common);
   add_election_flags(run, run_options.flags);
   run->footer(std::string(kExitStatus) +
@@ -288,7 +308,9 @@ int real_main(int argc, char** argv) {
       ->type_name("NAME")
       ->check(election_validator())
       ->group(kOptionsGroup);
-  watch->add_flag("--json", watch_options.json, "one JSON object per line")->group(kOptionsGroup);
+  watch->add_flag("--json", watch_options.json, "one JSON object per line (--log-format json)")
+      ->group(kOptionsGroup);
+  add_log_format(watch, [&](LogFormat f) { watch_options.json = f == LogFormat::json; });
   add_common(watch, watch_options.common);
   watch->footer(kExitStatus);
   formatter->document(
@@ -333,8 +355,10 @@ int real_main(int argc, char** argv) {
   CampaignOptions campaign_options;
   CLI::App* campaign = app.add_subcommand("campaign", "join an election and print its events");
   add_election(campaign, campaign_options.election);
-  campaign->add_flag("--json", campaign_options.json, "one JSON object per line")
+  campaign
+      ->add_flag("--json", campaign_options.json, "one JSON object per line (--log-format json)")
       ->group(kOptionsGroup);
+  add_log_format(campaign, [&](LogFormat f) { campaign_options.json = f == LogFormat::json; });
   add_common(campaign, campaign_options.common);
   add_election_flags(campaign, campaign_options.flags);
   campaign->footer(kExitStatus);
@@ -428,6 +452,9 @@ int real_main(int argc, char** argv) {
   }
   if (!action)
     return kExitUsage; // not reached: a subcommand is required
+  // `run NAME -- argv...` takes the words verbatim; without '--' they are Choria's quoted form.
+  run_options.argv_form =
+      std::any_of(argv + 1, argv + argc, [](const char* a) { return std::string_view(a) == "--"; });
 
   try {
     return action();

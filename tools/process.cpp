@@ -77,6 +77,61 @@ std::string find_executable(const std::string& name) {
   }
 }
 
+ResolvedCommand resolve_command(const std::string& name) {
+  ResolvedCommand r;
+  auto check = [](const std::string& path) -> int {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0)
+      return ENOENT;
+    if (!S_ISREG(st.st_mode) || ::access(path.c_str(), X_OK) != 0)
+      return EACCES;
+    return 0;
+  };
+  if (name.empty()) {
+    r.error = ENOENT;
+    r.message = "the command is empty";
+    return r;
+  }
+  if (name.find('/') != std::string::npos) {
+    r.error = check(name);
+    if (r.error == 0)
+      r.path = name;
+    else if (r.error == ENOENT)
+      r.message = fmt::format("'{}': no such file", name);
+    else
+      r.message = fmt::format("'{}' is not an executable file", name);
+    return r;
+  }
+  const char* env = std::getenv("PATH"); // NOLINT(concurrency-mt-unsafe): read-only use
+  const std::string path = env != nullptr ? env : "/usr/local/bin:/usr/bin:/bin";
+  std::string denied;
+  std::size_t begin = 0;
+  for (;;) {
+    const std::size_t end = path.find(':', begin);
+    const std::string dir =
+        path.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+    const std::string candidate = (dir.empty() ? std::string(1, '.') : dir) + "/" + name;
+    const int error = check(candidate);
+    if (error == 0) {
+      r.path = candidate;
+      return r;
+    }
+    if (error == EACCES && denied.empty())
+      denied = candidate;
+    if (end == std::string::npos)
+      break;
+    begin = end + 1;
+  }
+  if (!denied.empty()) {
+    r.error = EACCES;
+    r.message = fmt::format("'{}' ({}) is not an executable file", name, denied);
+  } else {
+    r.error = ENOENT;
+    r.message = fmt::format("'{}': command not found in $PATH", name);
+  }
+  return r;
+}
+
 pid_t spawn(const SpawnOptions& options) {
   if (options.argv.empty())
     throw SpawnError("no command given", EINVAL);

@@ -38,6 +38,19 @@ struct SpawnOptions {
 /// $PATH (or the default path if $PATH is unset). Empty if there is none.
 std::string find_executable(const std::string& name);
 
+/// What resolve_command() found.
+struct ResolvedCommand {
+  std::string path;    ///< the file to execute; empty when none was found
+  int error = 0;       ///< 0, or ENOENT (not found: exit 127) or EACCES (not executable: 126)
+  std::string message; ///< why not, for the user: "'x': command not found", ...
+};
+
+/// Resolves `name` as execve would run it, before anything is started: a name with a '/' must
+/// be an executable regular file; any other is looked up in $PATH (the default path if unset).
+/// A file that exists but cannot be executed (no x permission, a directory) is EACCES, as a
+/// shell reports it (126); nothing at all is ENOENT (127).
+ResolvedCommand resolve_command(const std::string& name);
+
 /// Starts a child. Everything that can fail (lookup, exec) is reported here as a SpawnError,
 /// exec failures included (through a close-on-exec pipe). The child gets an empty signal mask
 /// and default signal dispositions.

@@ -12,7 +12,13 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <memory>
@@ -190,6 +196,20 @@ std::vector<std::string> operator+(std::vector<std::string> a, const std::vector
   a.insert(a.end(), b.begin(), b.end());
   return a;
 }
+
+int count_lines(const std::string& text, const std::string& line) {
+  const auto lines = lines_of(text);
+  return static_cast<int>(std::count(lines.begin(), lines.end(), line));
+}
+
+// The state letter of /proc/PID/stat: 'T' for a stopped process; 0 if it is gone.
+char process_state(pid_t pid) {
+  const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  const auto paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : '\0';
+}
+
+pid_t pid_in(const std::string& path) { return std::atoi(read_file(path).c_str()); }
 
 TEST_F(Cli, BucketAddAndInfoWarnAboutAShortTtl) {
   make_bucket("1s");
@@ -460,6 +480,8 @@ TEST_F(Cli, RunStartsTheCommandOnlyOnTheLeaderAndSignalsItOnLoss) {
                                              "sched", "--", "/bin/sh", script_, m1});
   ASSERT_TRUE(eventually([&] { return contains(read_file(m1), "start n1 "); })) << n1.output();
   ASSERT_TRUE(eventually([&] { return contains(read_file(hooks), "won n1 "); })) << n1.output();
+  // As Choria: SIGUSR1 about a second after the start as leader.
+  ASSERT_TRUE(eventually([&] { return count_lines(read_file(m1), "usr1") == 1; })) << n1.output();
 
   Kvelect& n2 = start(
       "n2", {"run"},
@@ -480,8 +502,8 @@ TEST_F(Cli, RunStartsTheCommandOnlyOnTheLeaderAndSignalsItOnLoss) {
   n2.signal(SIGTERM);
   EXPECT_EQ(n2.wait(20s), 3) << n2.output();
   EXPECT_TRUE(contains(read_file(m2), "term")) << read_file(m2);
-  // n1 wins again: its running command gets SIGUSR1.
-  EXPECT_TRUE(eventually([&] { return contains(read_file(m1), "usr1"); })) << n1.output();
+  // n1 wins again: its running command gets SIGUSR1 again.
+  EXPECT_TRUE(eventually([&] { return count_lines(read_file(m1), "usr1") == 2; })) << n1.output();
   n1.signal(SIGINT);
   EXPECT_EQ(n1.wait(20s), 4) << n1.output();
   EXPECT_TRUE(contains(read_file(m1), "int")) << read_file(m1);
@@ -532,6 +554,132 @@ TEST_F(Cli, RunExitsWithTheCommandsExitCode) {
   r = kvelect({"run"}, kFast + std::vector<std::string>{"sched", "--", "kvelect-no-such-cmd"});
   EXPECT_EQ(r.code, 127) << r.output();
   EXPECT_TRUE(contains(r.err, "kvelect-no-such-cmd")) << r.output();
+}
+
+TEST_F(Cli, RunTakesChoriasQuotedCommandAndSignalsUsr1AfterTheStart) {
+  make_bucket();
+  const std::string m1 = dir_.file("m1");
+  // Choria's form: one string, split like a shell does (the quotes keep "a b" one word).
+  Kvelect& n1 = start(
+      "n1", {"run"},
+      kFast + std::vector<std::string>{"--name", "n1", "sched", "/bin/sh '" + script_ + "' " + m1});
+  ASSERT_TRUE(eventually([&] { return contains(read_file(m1), "start n1 "); })) << n1.output();
+  // The first SIGUSR1 comes about a second after the start, without any re-win.
+  ASSERT_TRUE(eventually([&] { return count_lines(read_file(m1), "usr1") == 1; })) << n1.output();
+  EXPECT_TRUE(contains(n1.err(), "sending SIGUSR1")) << n1.output();
+  n1.signal(SIGINT);
+  EXPECT_EQ(n1.wait(20s), 4) << n1.output(); // the script's own exit code for SIGINT
+
+  const Result r =
+      kvelect({"run"}, kFast + std::vector<std::string>{"--name", "n2", "sched",
+                                                        R"(/bin/sh -c "exit \"7\"" ignored)"});
+  EXPECT_EQ(r.code, 7) << r.output();
+}
+
+TEST_F(CliUsage, RunChecksTheCommandBeforeConnecting) {
+  // No server at this URL: the command is checked first, so the server is never needed.
+  const std::vector<std::string> flags = {"--server", "nats://127.0.0.1:1", "--timeout", "10s"};
+  Result r = run_kvelect(std::vector<std::string>{"run"} + flags +
+                             std::vector<std::string>{"sched", "--", "kvelect-no-such-cmd", "x"},
+                         dir_.path());
+  EXPECT_EQ(r.code, 127) << r.output();
+  EXPECT_TRUE(contains(r.err, "'kvelect-no-such-cmd': command not found")) << r.output();
+
+  const std::string plain = dir_.file("not-executable.sh");
+  write_file(plain, "#!/bin/sh\necho hi\n");
+  r = run_kvelect(std::vector<std::string>{"run"} + flags +
+                      std::vector<std::string>{"sched", "--", plain},
+                  dir_.path());
+  EXPECT_EQ(r.code, 126) << r.output();
+  EXPECT_TRUE(contains(r.err, "'" + plain + "' is not an executable file")) << r.output();
+
+  r = run_kvelect(std::vector<std::string>{"run"} + flags +
+                      std::vector<std::string>{"sched", "/bin/echo \"unbalanced"},
+                  dir_.path());
+  EXPECT_EQ(r.code, 2) << r.output();
+  EXPECT_TRUE(contains(r.err, "unterminated double quote")) << r.output();
+}
+
+TEST_F(Cli, RunExitsZeroWhenTheCommandStopsAsAsked) {
+  make_bucket();
+  // A command killed by the forwarded SIGTERM: a clean, requested stop (systemd's "stopped",
+  // not "failed").
+  Kvelect& n1 = start(
+      "n1", {"run"},
+      kFast + std::vector<std::string>{"--name", "n1", "sched", "--", "/bin/sh", "-c",
+                                       "echo $$ > " + dir_.file("c.pid") + "; exec sleep 1000"});
+  ASSERT_TRUE(eventually([&] { return contains(n1.err(), "started '"); })) << n1.output();
+  ASSERT_TRUE(eventually([&] { return pid_in(dir_.file("c.pid")) > 0; })) << n1.output();
+  n1.signal(SIGTERM);
+  EXPECT_EQ(n1.wait(20s), 0) << n1.output();
+  EXPECT_TRUE(contains(n1.err(), "killed by signal 15")) << n1.output();
+}
+
+TEST_F(Cli, RunForwardsSuspendAndResumeAndStopsALapsedCommand) {
+  make_bucket();
+  const std::string m1 = dir_.file("m1");
+  const std::string m2 = dir_.file("m2");
+  Kvelect& n1 = start(
+      "n1", {"run"},
+      kFast + std::vector<std::string>{"--name", "n1", "sched", "--", "/bin/sh", script_, m1});
+  ASSERT_TRUE(eventually([&] { return count_lines(read_file(m1), "usr1") == 1; })) << n1.output();
+  const pid_t child = pid_in(m1 + ".pid");
+  ASSERT_GT(child, 1);
+  Kvelect& n2 = start(
+      "n2", {"run"},
+      kFast + std::vector<std::string>{"--name", "n2", "sched", "--", "/bin/sh", script_, m2});
+  ASSERT_TRUE(eventually([&] { return contains(n2.err(), "leader of 'sched': 'n1'"); }))
+      << n2.output();
+
+  // Ctrl-Z: kvelect suspends its command (in a process group of its own) and itself.
+  n1.signal(SIGTSTP);
+  ASSERT_TRUE(eventually([&] { return process_state(child) == 'T'; })) << n1.output();
+  ASSERT_TRUE(eventually([&] { return process_state(n1.pid()) == 'T'; })) << n1.output();
+  // Suspended past its lease: n2 takes over.
+  ASSERT_TRUE(eventually([&] { return contains(read_file(m2), "start n2 "); })) << n2.output();
+  EXPECT_EQ(process_state(child), 'T');
+
+  // Resumed: the lapsed leadership is acted on (SIGUSR2) before the command runs on.
+  n1.signal(SIGCONT);
+  ASSERT_TRUE(eventually([&] { return contains(read_file(m1), "usr2"); })) << n1.output();
+  EXPECT_NE(process_state(child), 'T');
+  EXPECT_TRUE(contains(n1.err(), "lapsed while suspended")) << n1.output();
+  EXPECT_TRUE(n1.running()) << n1.output();
+}
+
+TEST_F(Cli, InterruptDuringConnectExitsAtOnce) {
+  // A server that accepts connections (the kernel does) but never says anything: the connect
+  // waits for its timeout unless interrupted.
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(listener, 8), 0);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const std::string url = "nats://127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+
+  for (const char* command : {"campaign", "run"}) {
+    std::vector<std::string> args = {command, "--server", url, "--timeout", "60s", "sched"};
+    if (std::string(command) == "run")
+      args.insert(args.end(), {"--", "true"});
+    if (std::string(command) == "file")
+      args.push_back(dir_.file("leader"));
+    Kvelect process(args, dir_.path(), std::string("connect-") + command);
+    // A pending connection makes the listening socket readable: kvelect is connecting.
+    ASSERT_TRUE(kvelect::testing::wait_readable(listener, 20s)) << process.output();
+    const auto interrupted = std::chrono::steady_clock::now();
+    process.signal(SIGINT);
+    EXPECT_EQ(process.wait(20s), 0) << command << "\n" << process.output();
+    EXPECT_LT(std::chrono::steady_clock::now() - interrupted, 10s) << command;
+    EXPECT_TRUE(contains(process.err(), "stopped while connecting")) << process.output();
+    const int pending = ::accept(listener, nullptr, nullptr); // drop it
+    if (pending >= 0)
+      ::close(pending);
+  }
+  ::close(listener);
 }
 
 } // namespace
