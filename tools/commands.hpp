@@ -31,8 +31,10 @@ struct RunOptions {
 struct FileOptions {
   CommonOptions common;
   ElectionFlags flags;
-  std::string election;
-  std::string path;
+  std::vector<std::string> args; ///< ELECTION PATH (checked by file_command: see Choria's order)
+  std::string check;             ///< --check FILE: only check that FILE is fresh
+  std::chrono::milliseconds max_age{60000};
+  LogFormat log_format = LogFormat::text;
 };
 
 struct InfoOptions {

@@ -262,23 +262,41 @@ int real_main(int argc, char** argv) {
   // file -----------------------------------------------------------------------------------
   FileOptions file_options;
   CLI::App* file = app.add_subcommand("file", "keep a file present while leader");
-  add_election(file, file_options.election);
-  file->add_option("PATH", file_options.path, "the file to keep while leader")
-      ->required()
+  // ELECTION PATH are checked by file_command(): Choria's FILE NAME order gets a usage error,
+  // and --check FILE needs neither.
+  file->add_option("ELECTION PATH", file_options.args,
+                   "the election, and the file to keep while leader")
+      ->expected(0, 3)
       ->type_name("");
+  file->add_option("--check", file_options.check,
+                   "only check FILE: exit 0 if it exists and was refreshed within --max-age, "
+                   "else 1 (for cron jobs; no server contacted)")
+      ->type_name("FILE")
+      ->group(kOptionsGroup);
+  add_duration(file, "--max-age", file_options.max_age, "how old FILE may be for --check")
+      ->group(kOptionsGroup);
+  add_log_format(file, [&](LogFormat f) { file_options.log_format = f; });
   add_common(file, file_options.common);
   add_election_flags(file, file_options.flags);
-  file->footer(kExitStatus);
+  file->footer(std::string(kExitStatus) + "With --check: 0 if FILE is fresh, 1 if it is missing "
+                                          "or stale.\n");
   formatter->document(
       file,
-      {"kvelect file [OPTIONS] ELECTION PATH",
+      {"kvelect file [OPTIONS] ELECTION PATH\nkvelect file --check PATH [--max-age DURATION]",
        "Campaigns in ELECTION. While this member leads, PATH exists and holds\n"
        "  {\"leader\": NAME, \"since\": RFC3339, \"token\": TOKEN, \"count\": WINS}\n"
-       "written atomically (a temporary file and rename); it is rewritten if removed. PATH is\n"
-       "removed on losing leadership and on exit (SIGINT, SIGTERM), before leadership is\n"
-       "released. A file left at PATH by an earlier kvelect is removed at start; any other\n"
-       "file there makes kvelect refuse to start.\n",
-       "kvelect file backup /run/backup.leader\n"});
+       "written atomically (a temporary file and rename); it is rewritten if removed, and its\n"
+       "modification time is refreshed every few seconds while the lease runs. PATH is removed\n"
+       "on losing leadership (before the key is released) and on exit (SIGINT, SIGTERM). The\n"
+       "directory must be writable before campaigning; a write that fails as leader resigns\n"
+       "and exits 1. A file left at PATH by an earlier kvelect is removed at start; any other\n"
+       "file there makes kvelect refuse to start.\n"
+       "\n"
+       "--check PATH exits 0 if PATH exists and its modification time is within --max-age\n"
+       "(default 1m), else 1 with a message, as Choria's 'election file --check'.\n"
+       "Choria's argument order (FILE NAME) is refused with a usage error.\n",
+       "kvelect file backup /run/backup.leader\n"
+       "* * * * * root kvelect file --check /run/backup.leader && run-backup\n"});
   file->callback([&] { action = [&] { return file_command(file_options); }; });
 
   // info -----------------------------------------------------------------------------------

@@ -661,7 +661,7 @@ TEST_F(Cli, InterruptDuringConnectExitsAtOnce) {
   ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
   const std::string url = "nats://127.0.0.1:" + std::to_string(ntohs(address.sin_port));
 
-  for (const char* command : {"campaign", "run"}) {
+  for (const char* command : {"campaign", "run", "file"}) {
     std::vector<std::string> args = {command, "--server", url, "--timeout", "60s", "sched"};
     if (std::string(command) == "run")
       args.insert(args.end(), {"--", "true"});
@@ -680,6 +680,99 @@ TEST_F(Cli, InterruptDuringConnectExitsAtOnce) {
       ::close(pending);
   }
   ::close(listener);
+}
+
+TEST_F(CliUsage, FileAnswersChoriasArgumentOrderWithAUsageError) {
+  // Choria documents `election file FILE NAME`; kvelect takes ELECTION PATH, and never swaps.
+  Result r = run_kvelect({"file", dir_.file("cron.host"), "CRON"}, dir_.path());
+  EXPECT_EQ(r.code, 2) << r.output();
+  EXPECT_TRUE(contains(r.err, "'kvelect file CRON " + dir_.file("cron.host") + "'")) << r.output();
+  EXPECT_TRUE(contains(r.err, "Choria")) << r.output();
+  r = run_kvelect({"file", dir_.file("cron.host")}, dir_.path());
+  EXPECT_EQ(r.code, 2) << r.output();
+  EXPECT_TRUE(contains(r.err, "ELECTION is missing")) << r.output();
+  r = run_kvelect({"file", "CRON"}, dir_.path());
+  EXPECT_EQ(r.code, 2) << r.output();
+  EXPECT_TRUE(contains(r.err, "PATH is required")) << r.output();
+}
+
+TEST_F(CliUsage, FileCheckTellsAFreshFileFromAStaleOne) {
+  const std::string path = dir_.file("cron.host");
+  Result r = run_kvelect({"file", "--check", path}, dir_.path());
+  EXPECT_EQ(r.code, 1) << r.output();
+  EXPECT_TRUE(contains(r.err, "does not exist")) << r.output();
+
+  write_file(path, "{}\n");
+  r = run_kvelect({"file", "--check", path}, dir_.path());
+  EXPECT_EQ(r.code, 0) << r.output();
+  EXPECT_TRUE(r.out.empty() && r.err.empty()) << r.output();
+
+  // Last refreshed two minutes ago: stale for the default 1m, fresh for --max-age 5m.
+  const timeval old[2] = {{::time(nullptr) - 120, 0}, {::time(nullptr) - 120, 0}};
+  ASSERT_EQ(::utimes(path.c_str(), old), 0);
+  r = run_kvelect({"file", "--check", path}, dir_.path());
+  EXPECT_EQ(r.code, 1) << r.output();
+  EXPECT_TRUE(contains(r.err, "is stale")) << r.output();
+  r = run_kvelect({"file", "--check", path, "--max-age", "5m"}, dir_.path());
+  EXPECT_EQ(r.code, 0) << r.output();
+}
+
+TEST_F(CliUsage, FileRefusesADirectoryItCannotWriteBeforeCampaigning) {
+  // As root, permissions do not stop a write; sysfs refuses new files even to root.
+  std::string path = dir_.file("ro/leader");
+  if (::geteuid() == 0) {
+    path = "/sys/kvelect-cli-test.leader";
+  } else {
+    ASSERT_EQ(::mkdir(dir_.file("ro").c_str(), 0555), 0);
+  }
+  // No server at this URL: the directory is checked first.
+  const Result r =
+      run_kvelect({"file", "job", path, "--server", "nats://127.0.0.1:1"}, dir_.path());
+  EXPECT_EQ(r.code, 1) << r.output();
+  EXPECT_TRUE(contains(r.err, "is not writable")) << r.output();
+  EXPECT_FALSE(contains(r.err, "no NATS server")) << r.output();
+}
+
+TEST_F(Cli, FileResignsAndExitsOneWhenItCannotWriteAsLeader) {
+  make_bucket();
+  const std::string path = dir_.file("leader.json");
+  Kvelect& a =
+      start("a", {"campaign"}, kFast + std::vector<std::string>{"--json", "--name", "a", "job"});
+  ASSERT_TRUE(eventually([&] { return contains(a.out(), R"("event": "won")"); })) << a.output();
+  Kvelect& f = start("f", {"file"}, kFast + std::vector<std::string>{"--name", "f", "job", path});
+  ASSERT_TRUE(eventually([&] { return contains(f.err(), "leader of 'job': 'a'"); })) << f.output();
+  // A non-empty directory where the file goes: the rename of the written file onto it fails,
+  // whatever the permissions.
+  ASSERT_EQ(::mkdir(path.c_str(), 0755), 0);
+  write_file(path + "/keep", "x");
+  a.signal(SIGTERM);
+  ASSERT_EQ(a.wait(20s), 0) << a.output();
+  ASSERT_EQ(f.wait(30s), 1) << f.output();
+  EXPECT_TRUE(contains(f.err(), "won leadership of 'job'")) << f.output();
+  EXPECT_TRUE(contains(f.err(), "resigning")) << f.output();
+  EXPECT_FALSE(contains(f.err(), "wrote '")) << f.output();
+  // Resigned: the key was released, nobody leads.
+  EXPECT_TRUE(std::regex_search(kvelect({"info"}, {"job"}).out, std::regex(R"(\njob +- )")));
+}
+
+TEST_F(Cli, FileKeepsItsFileFreshWhileLeader) {
+  make_bucket();
+  const std::string path = dir_.file("leader.json");
+  Kvelect& f = start("f", {"file"}, kFast + std::vector<std::string>{"--name", "f", "job", path});
+  ASSERT_TRUE(eventually([&] { return file_exists(path); })) << f.output();
+  EXPECT_EQ(run_kvelect({"file", "--check", path}, dir_.path()).code, 0);
+  // Made to look an hour old: refreshed within seconds while the lease runs.
+  const timeval old[2] = {{::time(nullptr) - 3600, 0}, {::time(nullptr) - 3600, 0}};
+  ASSERT_EQ(::utimes(path.c_str(), old), 0);
+  EXPECT_EQ(run_kvelect({"file", "--check", path}, dir_.path()).code, 1);
+  ASSERT_TRUE(eventually([&] {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && ::time(nullptr) - st.st_mtime < 60;
+  })) << f.output();
+  EXPECT_EQ(run_kvelect({"file", "--check", path}, dir_.path()).code, 0);
+  f.signal(SIGTERM);
+  EXPECT_EQ(f.wait(20s), 0) << f.output();
+  EXPECT_EQ(run_kvelect({"file", "--check", path}, dir_.path()).code, 1);
 }
 
 } // namespace
