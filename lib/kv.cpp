@@ -74,10 +74,42 @@ private:
 
 } // namespace
 
+namespace {
+
+// A status in words, for messages: cnats' own texts are capitalised labels ("Timeout"), which
+// read badly after a colon and doubled up as "Timeout (Timeout)" when the error text was the
+// status text itself.
+std::string plain_status_text(natsStatus status) {
+  switch (status) {
+  case NATS_TIMEOUT: return "no reply within the request timeout";
+  case NATS_CONNECTION_CLOSED: return "the connection is closed";
+  case NATS_CONNECTION_DISCONNECTED: return "disconnected from the server";
+  case NATS_NO_RESPONDERS: return "no responders (no stream leader, or no such stream)";
+  case NATS_IO_ERROR: return "input/output error on the connection";
+  case NATS_STALE_CONNECTION: return "stale connection";
+  case NATS_NOT_YET_CONNECTED: return "not connected yet";
+  case NATS_SLOW_CONSUMER: return "slow consumer";
+  default: return natsStatus_GetText(status);
+  }
+}
+
+// The failure's message: cnats' error text when it says more than the bare status (a generic
+// NATS_ERR adds nothing to its text), else the status in words.
+std::string failure_message(natsStatus status, std::string_view text) {
+  const std::string_view label = natsStatus_GetText(status);
+  if (text.empty() || text == label)
+    return plain_status_text(status);
+  if (status == NATS_ERR)
+    return std::string(text);
+  return fmt::format("{} ({})", text, plain_status_text(status));
+}
+
+} // namespace
+
 WriteResult classify_failure(int nats_status, std::string_view text) {
   const auto status = static_cast<natsStatus>(nats_status);
   WriteResult r;
-  r.message = fmt::format("{} ({})", text, natsStatus_GetText(status));
+  r.message = failure_message(status, text);
   // Order matters: the revision-check failures carry the generic NATS_ERR status, and only the
   // text tells them apart from other API errors.
   if (contains(text, "wrong last sequence") || contains(text, "last sequence mismatch")) {
