@@ -22,7 +22,10 @@ std::string host_name() {
 }
 
 std::string member_name(const CommonOptions& options) {
-  std::string name = options.name.empty() ? host_name() : options.name;
+  // The default is unique per process, so that two members on one host never share a name
+  // (a shared name makes the second wait out the first's lease, see docs/protocol.md).
+  std::string name =
+      options.name.empty() ? fmt::format("{}-{}", host_name(), ::getpid()) : options.name;
   if (name.rfind("kvelect:", 0) == 0)
     throw UsageError(fmt::format("--name '{}' uses the reserved prefix 'kvelect:'", name));
   if (name.size() > 1024)

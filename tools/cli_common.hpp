@@ -42,7 +42,7 @@ struct CommonOptions {
   std::vector<std::string> servers; ///< empty: $NATS_URL, else nats://127.0.0.1:4222
   std::string creds;
   std::string bucket{kDefaultBucket};
-  std::string name; ///< empty: the host name
+  std::string name; ///< empty: HOST-PID
   std::chrono::milliseconds timeout{2000};
   // The other connection flags (tools/connect_flags.cpp).
   std::string user;
@@ -65,7 +65,8 @@ struct ElectionFlags {
 
 /// The host name, or "kvelect" if it cannot be read.
 std::string host_name();
-/// The member name to use: --name, else the host name. UsageError for an unusable name.
+/// The member name to use: --name, else HOST-PID (the host name, '-', the process id).
+/// UsageError for an unusable name.
 std::string member_name(const CommonOptions& options);
 
 /// Connects (flags over the NATS context, tools/connect_flags.hpp); Failure naming the URL(s)

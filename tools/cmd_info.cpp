@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // kvelect info [ELECTION-REGEX]: the bucket's fitness for elections, and who leads what.
+#include "bucket_report.hpp"
 #include "commands.hpp"
 #include "duration.hpp"
+#include "json.hpp"
+#include "timefmt.hpp"
 
 #include <kvelect/election.hpp>
 
@@ -15,36 +18,25 @@
 namespace kvelect::cli {
 namespace {
 
-using namespace std::chrono_literals;
-
 std::string cnats_error(natsStatus status) {
   natsStatus ignored = NATS_OK;
   const char* text = nats_GetLastError(&ignored);
   return text != nullptr && *text != '\0' ? text : natsStatus_GetText(status);
 }
 
-struct StreamInfoDeleter {
-  void operator()(jsStreamInfo* si) const noexcept {
-    if (si != nullptr)
-      jsStreamInfo_Destroy(si);
-  }
-};
-
 // One row of the elections table.
 struct Row {
   std::string election;
-  std::string leader;
-  std::string revision;
-  std::string updated;
+  std::optional<std::string> leader; ///< nullopt: none (or unreadable, then `error`)
+  std::string error;
+  std::optional<std::uint64_t> revision;
+  std::optional<std::chrono::system_clock::time_point> written;
 };
 
-std::string ago(std::int64_t created_nanos) {
-  const auto written = std::chrono::system_clock::time_point(
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(
-          std::chrono::nanoseconds(created_nanos)));
-  const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::system_clock::now() - written);
-  return format_duration(std::max(age, std::chrono::milliseconds(0))) + " ago";
+std::chrono::milliseconds age_of(std::chrono::system_clock::time_point written) {
+  return std::max(std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now() - written),
+                  std::chrono::milliseconds(0));
 }
 
 } // namespace
@@ -56,76 +48,7 @@ int info_command(const InfoOptions& o) {
 
   Connection connection = connect(o.common);
   Bucket bucket = open_bucket(connection, o.common);
-  const BucketInfo info = bucket.info();
-
-  std::vector<std::string> warnings;
-  std::vector<std::pair<std::string, std::string>> lines;
-  lines.emplace_back("Bucket", info.name);
-
-  // The stream behind the bucket: storage and cluster health.
-  const std::string stream = "KV_" + info.name;
-  jsStreamInfo* raw = nullptr;
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  const natsStatus status =
-      js_GetStreamInfo(&raw, connection.jetstream(), stream.c_str(), nullptr, &jerr);
-  std::unique_ptr<jsStreamInfo, StreamInfoDeleter> si(raw);
-  lines.emplace_back("Stream", stream);
-  if (status == NATS_OK && si && si->Config != nullptr)
-    lines.emplace_back("Storage", si->Config->Storage == js_MemoryStorage ? "memory" : "file");
-  else
-    lines.emplace_back("Storage", fmt::format("unknown ({})", cnats_error(status)));
-  lines.emplace_back("TTL", info.ttl.count() > 0 ? format_duration(info.ttl) : "none");
-  lines.emplace_back("History", std::to_string(info.history));
-  lines.emplace_back("Replicas", std::to_string(info.replicas));
-  lines.emplace_back("Values", std::to_string(info.values));
-
-  if (info.history != 1)
-    warnings.push_back(fmt::format("history is {}: elections need history 1 (a bucket made by "
-                                   "'kvelect bucket add' has it)",
-                                   info.history));
-  if (info.ttl.count() <= 0)
-    warnings.push_back("the bucket has no TTL: a dead leader's key would never expire");
-  else if (info.ttl < 5s)
-    warnings.push_back(fmt::format("TTL {} is below 5s: elections refuse it without "
-                                   "--skip-validation",
-                                   format_duration(info.ttl)));
-  else if (info.ttl > 1h)
-    warnings.push_back(fmt::format("TTL {} is above 1h: a dead leader blocks the election that "
-                                   "long; elections refuse it without --skip-validation",
-                                   format_duration(info.ttl)));
-
-  if (status == NATS_OK && si && si->Cluster != nullptr) {
-    const jsClusterInfo& cluster = *si->Cluster;
-    const std::string leader = cluster.Leader != nullptr ? cluster.Leader : "";
-    std::string text = fmt::format("{}, leader {}", cluster.Name != nullptr ? cluster.Name : "-",
-                                   leader.empty() ? "none" : leader);
-    if (leader.empty())
-      warnings.push_back(fmt::format("stream '{}' has no leader: elections cannot write", stream));
-    for (int i = 0; i < cluster.ReplicasLen; ++i) {
-      const jsPeerInfo* peer = cluster.Replicas[i];
-      if (peer == nullptr)
-        continue;
-      const std::string name = peer->Name != nullptr ? peer->Name : "?";
-      std::string state = peer->Offline ? "offline" : peer->Current ? "current" : "not current";
-      if (peer->Lag > 0)
-        state += fmt::format(", lag {}", peer->Lag);
-      text += fmt::format("; replica {} ({})", name, state);
-      if (peer->Offline)
-        warnings.push_back(fmt::format("replica {} is offline", name));
-      else if (!peer->Current || peer->Lag > 0)
-        warnings.push_back(fmt::format("replica {} is lagging ({} behind)", name, peer->Lag));
-    }
-    lines.emplace_back("Cluster", text);
-  }
-
-  std::size_t width = 0;
-  for (const auto& [label, value] : lines)
-    width = std::max(width, label.size());
-  for (const auto& [label, value] : lines)
-    emit_line(fmt::format("{:<{}}  {}", label, width, value));
-  for (const auto& w : warnings)
-    emit_line("WARNING: " + w);
-  emit_line("");
+  const BucketReport report = bucket_report(connection, bucket);
 
   // The elections: every key, filtered, with its leader.
   kvKeysList keys{};
@@ -136,7 +59,7 @@ int info_command(const InfoOptions& o) {
       names.emplace_back(keys.Keys[i]);
     kvKeysList_Destroy(&keys);
   } else if (listed != NATS_NOT_FOUND) { // NOT_FOUND: the bucket has no keys
-    throw Failure(fmt::format("cannot list the elections of bucket '{}': {}", info.name,
+    throw Failure(fmt::format("cannot list the elections of bucket '{}': {}", report.info.name,
                               cnats_error(listed)));
   }
   std::sort(names.begin(), names.end());
@@ -147,41 +70,71 @@ int info_command(const InfoOptions& o) {
     Row row;
     row.election = name;
     try {
-      const auto leader = read_leader(bucket.get(), name);
-      row.leader = leader ? *leader : "-";
+      row.leader = read_leader(bucket.get(), name);
     } catch (const Error& e) {
-      row.leader = fmt::format("? ({})", e.what());
+      row.error = e.what();
     }
     kvEntry* entry = nullptr;
     if (kvStore_Get(&entry, bucket.get(), name.c_str()) == NATS_OK && entry != nullptr) {
-      row.revision = std::to_string(kvEntry_Revision(entry));
-      row.updated = ago(kvEntry_Created(entry));
+      row.revision = kvEntry_Revision(entry);
+      row.written = from_unix_nanos(kvEntry_Created(entry));
       kvEntry_Destroy(entry);
-    } else {
-      row.revision = "-";
-      row.updated = "-";
     }
     rows.push_back(std::move(row));
   }
+
+  if (o.json) {
+    JsonObject json;
+    report.add_to(json);
+    std::vector<std::string> items;
+    for (const auto& r : rows) {
+      JsonObject item;
+      item.add("election", r.election).add("leader", r.leader);
+      if (!r.error.empty())
+        item.add("error", r.error);
+      if (r.revision)
+        item.add("revision", *r.revision);
+      else
+        item.add_null("revision");
+      if (r.written)
+        item.add("updated", rfc3339(*r.written))
+            .add("age_ms", static_cast<std::int64_t>(age_of(*r.written).count()));
+      else
+        item.add_null("updated");
+      items.push_back(item.str());
+    }
+    json.add_raw("elections", json_array(items));
+    emit_line(json.str());
+    return kExitOk;
+  }
+
+  for (const auto& line : report.text_lines())
+    emit_line(line);
+  emit_line("");
   if (rows.empty()) {
     emit_line(filter ? fmt::format("no elections match '{}'", o.pattern)
                      : std::string("no elections"));
     return kExitOk;
   }
-  Row header{"ELECTION", "LEADER", "REVISION", "UPDATED"};
-  std::size_t w1 = header.election.size(), w2 = header.leader.size(), w3 = header.revision.size();
-  for (const auto& r : rows) {
-    w1 = std::max(w1, r.election.size());
-    w2 = std::max(w2, r.leader.size());
-    w3 = std::max(w3, r.revision.size());
-  }
-  auto print_row = [&](const Row& r) {
-    emit_line(fmt::format("{:<{}}  {:<{}}  {:<{}}  {}", r.election, w1, r.leader, w2, r.revision,
-                          w3, r.updated));
+  struct Cells {
+    std::string election, leader, revision, updated;
   };
-  print_row(header);
+  std::vector<Cells> cells;
+  cells.push_back({"ELECTION", "LEADER", "REVISION", "UPDATED"});
   for (const auto& r : rows)
-    print_row(r);
+    cells.push_back({r.election,
+                     !r.error.empty() ? fmt::format("? ({})", r.error) : r.leader.value_or("-"),
+                     r.revision ? std::to_string(*r.revision) : "-",
+                     r.written ? format_duration(age_of(*r.written)) + " ago" : "-"});
+  std::size_t w1 = 0, w2 = 0, w3 = 0;
+  for (const auto& c : cells) {
+    w1 = std::max(w1, c.election.size());
+    w2 = std::max(w2, c.leader.size());
+    w3 = std::max(w3, c.revision.size());
+  }
+  for (const auto& c : cells)
+    emit_line(fmt::format("{:<{}}  {:<{}}  {:<{}}  {}", c.election, w1, c.leader, w2, c.revision,
+                          w3, c.updated));
   return kExitOk;
 }
 

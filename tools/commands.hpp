@@ -40,6 +40,7 @@ struct FileOptions {
 struct InfoOptions {
   CommonOptions common;
   std::string pattern; ///< ECMAScript regex, searched in each election name; empty: all
+  bool json = false;
 };
 
 struct WatchOptions {
@@ -75,6 +76,20 @@ int info_command(const InfoOptions& options);
 int watch_command(const WatchOptions& options);
 int evict_command(const EvictOptions& options);
 int campaign_command(const CampaignOptions& options);
+struct BucketRmOptions {
+  CommonOptions common;
+  std::string name; ///< empty: --bucket
+  bool force = false;
+};
+
+struct BucketInfoOptions {
+  CommonOptions common;
+  std::string name; ///< empty: --bucket
+  bool json = false;
+};
+
 int bucket_add_command(const BucketAddOptions& options);
+int bucket_rm_command(const BucketRmOptions& options);
+int bucket_info_command(const BucketInfoOptions& options);
 
 } // namespace kvelect::cli

@@ -125,6 +125,22 @@ JsonObject& JsonObject::add(std::string_view k, const std::optional<std::string>
   return value ? add(k, std::string_view(*value)) : add_null(k);
 }
 
+JsonObject& JsonObject::add_raw(std::string_view k, std::string_view raw) {
+  key(k);
+  body_ += raw;
+  return *this;
+}
+
+std::string json_array(const std::vector<std::string>& values) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i > 0)
+      out += ", ";
+    out += values[i];
+  }
+  return out + "]";
+}
+
 std::string JsonObject::str() const { return "{" + body_ + "}"; }
 
 } // namespace kvelect::cli

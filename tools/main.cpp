@@ -97,13 +97,21 @@ void add_common(CLI::App* app, CommonOptions& c) {
   app->add_option("-b,--bucket", c.bucket,
                   "the KV bucket holding the elections; CHORIA_LEADER_ELECTION shares "
                   "elections with Choria's Go members")
+      ->envname("KVELECT_BUCKET")
       ->type_name("BUCKET")
       ->capture_default_str()
       ->check(bucket_validator())
       ->group(kConnectionGroup);
   app->add_option("-n,--name", c.name,
-                  "this member's name, stored as the leader's value (default: the host name; "
-                  "give each member on one host its own)")
+                  "this member's name, stored as the leader's value (default: HOST-PID, the "
+                  "host name and the process id)")
+      ->check(CLI::Validator(
+          [](std::string& value) -> std::string {
+            return value.empty() ? "must not be empty (leave --name out for the default "
+                                   "HOST-PID)"
+                                 : "";
+          },
+          "", "name"))
       ->type_name("NAME")
       ->group(kConnectionGroup);
   add_duration(app, "--timeout", c.timeout, "timeout of the connection and of each request")
@@ -158,6 +166,83 @@ std::string command_path(const CLI::App& app) {
     current = selected.front();
     path += " " + current->get_name();
   }
+}
+
+// The names of a command's subcommands, in the order they were added.
+std::vector<std::string> subcommand_names(const CLI::App& app) {
+  std::vector<std::string> names;
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+    names.push_back(sub->get_name());
+  return names;
+}
+
+const CLI::App* find_subcommand(const CLI::App& app, const std::string& name) {
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+    if (sub->get_name() == name)
+      return sub;
+  return nullptr;
+}
+
+// An option that some command has (the common flags are on every command), for flags given
+// before the command name.
+const CLI::Option* find_option(const CLI::App& app, const std::string& name) {
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+    if (const CLI::Option* option = sub->get_option_no_throw(name))
+      return option;
+    if (const CLI::Option* option = find_option(*sub, name))
+      return option;
+  }
+  return nullptr;
+}
+
+// `kvelect --server URL info` as `kvelect info --server URL`: flags before the command name
+// move behind it (behind 'bucket add' for a nested command), since CLI11 only knows them per
+// command. An unknown command name is a UsageError that lists the commands. Anything else is
+// left for the parser to judge.
+std::vector<std::string> hoist_leading_flags(const CLI::App& app, std::vector<std::string> args) {
+  std::size_t i = 0;
+  while (i < args.size() && args[i].size() > 1 && args[i][0] == '-' && args[i] != "--") {
+    const std::string& arg = args[i];
+    if (arg == "-h" || arg == "--help" || arg == "--version")
+      return args;
+    const std::string name = arg.substr(0, arg.find('='));
+    const CLI::Option* option = find_option(app, name);
+    if (option == nullptr)
+      return args; // the parser names it
+    const bool takes_value = option->get_type_size() != 0 && arg.find('=') == std::string::npos;
+    i += takes_value ? 2 : 1;
+  }
+  if (i == 0 || i >= args.size()) {
+    if (i < args.size() && find_subcommand(app, args[i]) == nullptr && args[i] != "--")
+      throw UsageError(fmt::format("unknown command '{}'; the commands are: {}", args[i],
+                                   fmt::join(subcommand_names(app), ", ")));
+    if (i == 0 && !args.empty()) {
+      // kvelect bucket foo
+      if (const CLI::App* sub = find_subcommand(app, args[0]);
+          sub != nullptr && !subcommand_names(*sub).empty() && args.size() > 1 &&
+          args[1][0] != '-' && find_subcommand(*sub, args[1]) == nullptr)
+        throw UsageError(fmt::format("unknown command '{} {}'; the {} commands are: {}", args[0],
+                                     args[1], args[0], fmt::join(subcommand_names(*sub), ", ")));
+    }
+    return args;
+  }
+  const CLI::App* sub = find_subcommand(app, args[i]);
+  if (sub == nullptr)
+    throw UsageError(fmt::format("unknown command '{}'; the commands are: {}", args[i],
+                                 fmt::join(subcommand_names(app), ", ")));
+  std::size_t insert_at = i + 1;
+  if (!subcommand_names(*sub).empty() && insert_at < args.size() && args[insert_at][0] != '-') {
+    if (find_subcommand(*sub, args[insert_at]) == nullptr)
+      throw UsageError(fmt::format("unknown command '{} {}'; the {} commands are: {}", args[i],
+                                   args[insert_at], args[i],
+                                   fmt::join(subcommand_names(*sub), ", ")));
+    ++insert_at;
+  }
+  std::vector<std::string> result(args.begin() + static_cast<std::ptrdiff_t>(i),
+                                  args.begin() + static_cast<std::ptrdiff_t>(insert_at));
+  result.insert(result.end(), args.begin(), args.begin() + static_cast<std::ptrdiff_t>(i));
+  result.insert(result.end(), args.begin() + static_cast<std::ptrdiff_t>(insert_at), args.end());
+  return result;
 }
 
 void print_error(const std::string& message, const std::string& hint_command) {
@@ -302,6 +387,9 @@ int real_main(int argc, char** argv) {
   // info -----------------------------------------------------------------------------------
   InfoOptions info_options;
   CLI::App* info = app.add_subcommand("info", "show the bucket and the elections' leaders");
+  info->add_flag("--json", info_options.json,
+                 "one JSON object: the bucket's fields and an \"elections\" array")
+      ->group(kOptionsGroup);
   info->add_option("ELECTION-REGEX", info_options.pattern,
                    "show only elections whose name matches this regular expression")
       ->type_name("")
@@ -310,13 +398,15 @@ int real_main(int argc, char** argv) {
   info->footer(std::string(kExitStatus) + "Warnings about the bucket do not change the exit "
                                           "status.\n");
   formatter->document(
-      info, {"kvelect info [OPTIONS] [ELECTION-REGEX]",
+      info, {"kvelect info [OPTIONS] [ELECTION-REGEX] [--json]",
              "Shows the bucket (storage, TTL, history, replicas and their health) with a WARNING\n"
              "line for each way it is unfit for elections: history other than 1, a TTL below 5s\n"
              "or above 1h, no stream leader, an offline or lagging replica. Then a table of the\n"
              "elections (the bucket's keys) matching ELECTION-REGEX (ECMAScript syntax, searched\n"
-             "anywhere in the name), with their leaders ('-': none) and last writes.\n",
-             "kvelect info\nkvelect info '^sched'\n"});
+             "anywhere in the name), with their leaders ('-': none) and last writes.\n"
+             "With --json, one object: the bucket's fields (as 'bucket info --json') and an\n"
+             "\"elections\" array of {election, leader, revision, updated, age_ms}.\n",
+             "kvelect info\nkvelect info '^sched'\nkvelect info --json | jq .elections\n"});
   info->callback([&] { action = [&] { return info_command(info_options); }; });
 
   // watch ----------------------------------------------------------------------------------
@@ -398,8 +488,10 @@ int real_main(int argc, char** argv) {
   CLI::App* bucket = app.add_subcommand("bucket", "manage election buckets");
   bucket->require_subcommand(1);
   bucket->footer(kExitStatus);
-  formatter->document(bucket, {"kvelect bucket add [OPTIONS] [NAME] --ttl DURATION",
-                               "Bucket management. See 'kvelect bucket add --help'.\n", ""});
+  formatter->document(bucket, {"kvelect bucket add [OPTIONS] [NAME] --ttl DURATION\n"
+                               "kvelect bucket info [OPTIONS] [NAME] [--json]\n"
+                               "kvelect bucket rm [OPTIONS] [NAME] [--force]",
+                               "Bucket management. See 'kvelect bucket COMMAND --help'.\n", ""});
   BucketAddOptions add_options;
   CLI::App* add = bucket->add_subcommand("add", "create a bucket fit for elections");
   add->add_option("NAME", add_options.name, "the bucket's name (default: --bucket)")
@@ -423,11 +515,50 @@ int real_main(int argc, char** argv) {
       add,
       {"kvelect bucket add [OPTIONS] [NAME] --ttl DURATION [--replicas N] [--storage file|memory]",
        "Creates a KV bucket for elections: history 1 and the given TTL (the lease length).\n"
-       "An existing bucket with the same settings is accepted as is. A TTL outside 5s..1h\n"
+       "An existing bucket with the same settings is accepted as is; one with other settings\n"
+       "is an error that names each difference. A TTL outside 5s..1h\n"
        "draws a warning: elections refuse it without --skip-validation.\n",
        "kvelect bucket add --ttl 30s\nkvelect bucket add CHORIA_LEADER_ELECTION --ttl 10s "
        "--replicas 3\n"});
   add->callback([&] { action = [&] { return bucket_add_command(add_options); }; });
+
+  // bucket info ----------------------------------------------------------------------------
+  BucketInfoOptions binfo_options;
+  CLI::App* binfo = bucket->add_subcommand("info", "show a bucket's settings and health");
+  binfo->add_option("NAME", binfo_options.name, "the bucket's name (default: --bucket)")
+      ->type_name("")
+      ->check(bucket_validator());
+  binfo->add_flag("--json", binfo_options.json, "one JSON object")->group(kOptionsGroup);
+  add_common(binfo, binfo_options.common);
+  binfo->footer(kExitStatus);
+  formatter->document(
+      binfo, {"kvelect bucket info [OPTIONS] [NAME] [--json]",
+              "Shows the bucket's settings (storage, TTL, history, replicas, values) and its\n"
+              "stream's cluster health, with a WARNING line for each way it is unfit for\n"
+              "elections, as 'kvelect info' does without the elections table. With --json, one\n"
+              "object: bucket, stream, storage, ttl_ms, history, replicas, values, cluster and\n"
+              "warnings.\n",
+              "kvelect bucket info\nkvelect bucket info CHORIA_LEADER_ELECTION --json\n"});
+  binfo->callback([&] { action = [&] { return bucket_info_command(binfo_options); }; });
+
+  // bucket rm ------------------------------------------------------------------------------
+  BucketRmOptions rm_options;
+  CLI::App* rm = bucket->add_subcommand("rm", "remove a bucket and its elections");
+  rm->add_option("NAME", rm_options.name, "the bucket's name (default: --bucket)")
+      ->type_name("")
+      ->check(bucket_validator());
+  rm->add_flag("-f,--force", rm_options.force, "do not ask for confirmation")->group(kOptionsGroup);
+  add_common(rm, rm_options.common);
+  rm->footer(std::string(kExitStatus) +
+             "Exit status 2 also when stdin is not a terminal and --force is missing;\n"
+             "1 when the confirmation is declined or the bucket does not exist.\n");
+  formatter->document(
+      rm, {"kvelect bucket rm [OPTIONS] [NAME] [--force]",
+           "Deletes the bucket (its stream) with every election in it; running members end\n"
+           "with a fatal 'bucket deleted' error. Asks for confirmation on a terminal unless\n"
+           "--force is given; without a terminal --force is required.\n",
+           "kvelect bucket rm --force TEST_ELECTIONS\n"});
+  rm->callback([&] { action = [&] { return bucket_rm_command(rm_options); }; });
 
   // Man-page style headings for every command's help.
   std::function<void(CLI::App*)> headings = [&](CLI::App* command) {
@@ -440,12 +571,23 @@ int real_main(int argc, char** argv) {
   };
   headings(&app);
 
+  std::vector<std::string> args(argv + 1, argv + argc);
   try {
-    app.parse(argc, argv);
+    args = hoist_leading_flags(app, std::move(args));
+  } catch (const UsageError& e) {
+    print_error(e.what(), "kvelect");
+    return kExitUsage;
+  }
+  try {
+    // CLI11 takes the arguments reversed when given as a vector.
+    std::vector<std::string> reversed(args.rbegin(), args.rend());
+    app.parse(reversed);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success))
       return app.exit(e); // --help, --version
     std::string message = e.what();
+    if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr && app.get_subcommands().empty())
+      message = fmt::format("a subcommand is required: {}", fmt::join(subcommand_names(app), ", "));
     if (dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr) {
       // CLI11 lists the unexpected arguments with the "--" separator among them; name only
       // the offending ones.
@@ -460,8 +602,8 @@ int real_main(int argc, char** argv) {
       if (!extras.empty())
         message = fmt::format("unexpected argument{}: {}", extras.size() > 1 ? "s" : "",
                               fmt::join(extras, " "));
-      const bool separator = std::any_of(argv + 1, argv + argc,
-                                         [](const char* a) { return std::string_view(a) == "--"; });
+      const bool separator =
+          std::any_of(args.begin(), args.end(), [](const std::string& a) { return a == "--"; });
       if (run->parsed() && !separator)
         message += " (put '--' before the command if it has options of its own)";
     }
@@ -472,7 +614,7 @@ int real_main(int argc, char** argv) {
     return kExitUsage; // not reached: a subcommand is required
   // `run NAME -- argv...` takes the words verbatim; without '--' they are Choria's quoted form.
   run_options.argv_form =
-      std::any_of(argv + 1, argv + argc, [](const char* a) { return std::string_view(a) == "--"; });
+      std::any_of(args.begin(), args.end(), [](const std::string& a) { return a == "--"; });
 
   try {
     return action();
