@@ -882,6 +882,86 @@ TEST_F(Cli, DefaultNamesAreUniquePerProcessAndASharedNameIsWarnedAbout) {
       << other.output();
 }
 
+// Replays the JSON log lines of several members (one shared file, in write order): at most one
+// leader at any line. Returns the number of wins.
+int replay_wins(const std::string& text, const std::string& election) {
+  std::set<std::string> leaders;
+  int wins = 0;
+  for (const auto& line : lines_of(text)) {
+    if (json_field(line, "election") != election)
+      continue;
+    const auto event = json_field(line, "event");
+    const auto name = json_field(line, "member");
+    if (!event || !name)
+      continue;
+    if (*event == "won") {
+      ++wins;
+      EXPECT_TRUE(leaders.empty()) << *name << " won while another led:\n" << text;
+      leaders.insert(*name);
+    } else if (*event == "lost") {
+      leaders.erase(*name);
+    }
+  }
+  return wins;
+}
+
+// The run and file logs: "lost" is written before the key is released, as campaign's.
+TEST_F(Cli, RunAndFileLogsNeverShowTwoLeadersInGracefulHandovers) {
+  make_bucket();
+  for (const std::string command : {"run", "file"}) {
+    const std::string label = command + "-log";
+    auto member = [&](const std::string& name) -> Kvelect& {
+      std::vector<std::string> args =
+          kFast + std::vector<std::string>{"--log-format", "json", "--name", name, command};
+      if (command == "run")
+        args.insert(args.end(), {"--", "sleep", "1000"});
+      else
+        args.push_back(dir_.file(name + ".leader"));
+      return start(label, {command}, args, /*append=*/true);
+    };
+    const std::string log = dir_.file(label + ".err");
+    Kvelect* leader = &member("m0");
+    ASSERT_TRUE(eventually([&] { return contains(read_file(log), R"("event": "won")"); }))
+        << read_file(log);
+    constexpr int kHandovers = 3;
+    for (int i = 1; i <= kHandovers; ++i) {
+      const std::string next = "m" + std::to_string(i);
+      Kvelect& standby = member(next);
+      ASSERT_TRUE(eventually([&] {
+        return contains(read_file(log), R"("member": ")" + next + R"(", "message": "leader of)");
+      })) << read_file(log);
+      leader->signal(SIGTERM);
+      ASSERT_EQ(leader->wait(20s), 0) << read_file(log);
+      ASSERT_TRUE(eventually([&] { return replay_wins(read_file(log), command) == i + 1; }))
+          << read_file(log);
+      leader = &standby;
+    }
+    leader->signal(SIGTERM);
+    ASSERT_EQ(leader->wait(20s), 0) << read_file(log);
+    EXPECT_EQ(replay_wins(read_file(log), command), kHandovers + 1);
+    // Every line is one JSON object with an RFC 3339 time, a level and an event.
+    for (const auto& line : lines_of(read_file(log))) {
+      ASSERT_TRUE(line.size() > 2 && line.front() == '{' && line.back() == '}') << line;
+      EXPECT_TRUE(std::regex_match(json_field(line, "time").value_or(""),
+                                   std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)")))
+          << line;
+      EXPECT_TRUE(json_field(line, "level") && json_field(line, "event")) << line;
+    }
+  }
+}
+
+TEST_F(Cli, TextLogLinesStartWithAnRfc3339Time) {
+  make_bucket();
+  const Result r =
+      kvelect({"run"}, kFast + std::vector<std::string>{"--name", "n1", "sched", "--", "true"});
+  EXPECT_EQ(r.code, 0) << r.output();
+  const auto lines = lines_of(r.err);
+  ASSERT_FALSE(lines.empty());
+  for (const auto& line : lines)
+    EXPECT_TRUE(std::regex_search(line, std::regex(R"(^\d{4}-\d\d-\d\dT[\d:.]+Z kvelect: )")))
+        << line;
+}
+
 TEST(CliPlainErrors, ATimedOutRenewalSaysSoInWords) {
   KVELECT_REQUIRE_NATS_SERVER();
   NatsServer server;

@@ -6,6 +6,7 @@
 #include "json.hpp"
 #include "leader_file.hpp"
 #include "process.hpp"
+#include "shell_words.hpp"
 #include "timefmt.hpp"
 #include "watch_tracker.hpp"
 
@@ -367,6 +368,42 @@ TEST(EventLoop, DeliversPostedEventsAndSignals) {
   wakeup = loop.wait(std::chrono::steady_clock::now() + 10s);
   ASSERT_EQ(wakeup.signals.size(), 1u);
   EXPECT_EQ(wakeup.signals[0], SIGHUP);
+}
+
+// ---- shell_split: Choria's quoted `run NAME "cmd args"` form ----------------------------------
+
+TEST(ShellSplit, SplitsOnBlanksAndHonoursQuotesAndBackslashes) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(shell_split("sleep 10"), (V{"sleep", "10"}));
+  EXPECT_EQ(shell_split("  a\t b \n c  "), (V{"a", "b", "c"}));
+  EXPECT_EQ(shell_split(""), V{});
+  EXPECT_EQ(shell_split("echo 'a b' \"c d\""), (V{"echo", "a b", "c d"}));
+  EXPECT_EQ(shell_split("a'b'\"c\"d"), (V{"abcd"}));
+  EXPECT_EQ(shell_split("x '' \"\""), (V{"x", "", ""}));
+  EXPECT_EQ(shell_split(R"(a\ b c\'d)"), (V{"a b", "c'd"}));
+  EXPECT_EQ(shell_split("'$HOME \\n'"), (V{"$HOME \\n"}));                   // literal in '...'
+  EXPECT_EQ(shell_split(R"("a \"q\" \$x \\ \n")"), (V{R"(a "q" $x \ \n)"})); // \n kept in "..."
+  EXPECT_EQ(shell_split("a\\\nb"), (V{"ab"}));                               // line continuation
+  EXPECT_EQ(shell_split("a|b;c"), (V{"a|b;c"}));                             // no operators
+}
+
+TEST(ShellSplit, UnbalancedQuotesAndATrailingBackslashAreErrors) {
+  EXPECT_THROW(shell_split("echo 'a"), ShellSplitError);
+  EXPECT_THROW(shell_split("echo \"a"), ShellSplitError);
+  EXPECT_THROW(shell_split("echo \"a\\\""), ShellSplitError);
+  EXPECT_THROW(shell_split("echo a\\"), ShellSplitError);
+}
+
+TEST(ResolveCommand, TellsNotFoundFromNotExecutable) {
+  EXPECT_EQ(resolve_command("sh").error, 0);
+  EXPECT_FALSE(resolve_command("sh").path.empty());
+  EXPECT_EQ(resolve_command("kvelect-no-such-command").error, ENOENT);
+  EXPECT_EQ(resolve_command("/no/such/file").error, ENOENT);
+  clitest::TempDir dir;
+  const std::string plain = dir.file("plain");
+  clitest::write_file(plain, "#!/bin/sh\n"); // mode 0644: exists, not executable
+  EXPECT_EQ(resolve_command(plain).error, EACCES);
+  EXPECT_EQ(resolve_command(dir.path()).error, EACCES); // a directory
 }
 
 } // namespace
