@@ -142,7 +142,7 @@ CLI::Option* add_log_format(CLI::App* app, std::function<void(LogFormat)> set) {
             set(format);
           },
           "text (lines with RFC 3339 times) or json (one object per line)")
-      ->check(CLI::IsMember({"text", "json"}))
+      ->check(CLI::IsMember({"text", "json"}).description(""))
       ->type_name("text|json")
       ->default_str("text")
       ->group(kOptionsGroup);
@@ -314,16 +314,23 @@ int real_main(int argc, char** argv) {
   add_common(run, run_options.common);
   add_election_flags(run, run_options.flags);
   run->footer(std::string(kExitStatus) +
-              "Otherwise: the command's exit code, or 128+N if a signal N killed it;\n"
-              "127 if the command was not found, 126 if it could not be executed.\n");
+              "Otherwise: the command's exit code, or 128+N if a signal N killed it (0 when it\n"
+              "ended by a stop signal kvelect forwarded); 127 if the command was not found, 126\n"
+              "if it is not executable.\n");
   formatter->document(
       run,
-      {"kvelect run [OPTIONS] ELECTION -- COMMAND [ARGS...]",
+      {"kvelect run [OPTIONS] ELECTION -- COMMAND [ARGS...]\n"
+       "kvelect run [OPTIONS] ELECTION \"COMMAND [ARGS...]\"",
        "Campaigns in ELECTION and starts COMMAND (in a process group of its own) when this\n"
-       "member wins. While COMMAND runs:\n"
-       "  - losing leadership sends it SIGUSR2, winning it back sends SIGUSR1 (to COMMAND's\n"
-       "    process only); a command that does not handle these signals dies of them, so use\n"
-       "    --terminate for such commands;\n"
+       "member wins. After '--' the words are taken as they are; without it (Choria's form)\n"
+       "they are joined and split as a shell would, without a shell (quotes, backslashes;\n"
+       "no variables or globs). COMMAND is looked up before connecting: exit 127 if it is not\n"
+       "found, 126 if it is not executable.\n"
+       "While COMMAND runs:\n"
+       "  - about 1 s after it is started it gets SIGUSR1, and again whenever leadership is\n"
+       "    won back; losing leadership sends SIGUSR2 (to COMMAND's process only); a command\n"
+       "    that does not handle these signals dies of them, so use --terminate for such\n"
+       "    commands;\n"
        "  - with --terminate, losing leadership sends SIGINT, then SIGTERM after --grace, then\n"
        "    SIGKILL after another --grace; the next win starts COMMAND again.\n"
        "kvelect exits when COMMAND exits by itself, with COMMAND's exit code, after leaving\n"
@@ -331,13 +338,17 @@ int real_main(int argc, char** argv) {
        "\n"
        "SIGINT, SIGTERM, SIGHUP or SIGQUIT to kvelect are forwarded to COMMAND's process\n"
        "group (SIGKILL follows after --grace; a second signal sends SIGKILL at once); once\n"
-       "COMMAND is gone kvelect releases leadership and exits with COMMAND's exit code.\n"
+       "COMMAND is gone kvelect releases leadership and exits 0 if COMMAND ended by that\n"
+       "signal (or with 0), else with COMMAND's exit code. SIGTSTP (Ctrl-Z) suspends COMMAND's\n"
+       "group and kvelect; on SIGCONT a lease that ran out meanwhile is acted on first.\n"
        "If kvelect itself dies, COMMAND receives SIGTERM (PR_SET_PDEATHSIG).\n"
        "\n"
        "COMMAND and the hooks get KVELECT_ELECTION, KVELECT_MEMBER, KVELECT_BUCKET and\n"
        "KVELECT_TOKEN (the fencing token of the win) in their environment; hooks also get\n"
        "KVELECT_EVENT (won or lost). Hooks run one at a time, in order, without blocking the\n"
-       "campaign; a hook that outlives --hook-timeout is killed.\n",
+       "campaign; a hook that outlives --hook-timeout is killed. kvelect's lines go to stderr\n"
+       "with RFC 3339 times (--log-format json: one object per line).\n",
+       "kvelect run scheduler \"/usr/local/bin/scheduler --serve\"\n"
        "kvelect run --name node1 scheduler -- /usr/local/bin/scheduler\n"
        "kvelect run --terminate --grace 10s cron -- crond -f\n"
        "kvelect run vip --on-won 'ip addr add 10.0.0.5/24 dev eth0' \\\n"
