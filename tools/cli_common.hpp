@@ -61,6 +61,7 @@ struct ElectionFlags {
   bool skip_validation = false;
   std::chrono::milliseconds splay{250};
   bool debug = false;
+  std::string metrics; ///< --metrics ADDR: serve Prometheus metrics there; empty: none
 };
 
 /// The host name, or "kvelect" if it cannot be read.

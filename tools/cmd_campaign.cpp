@@ -5,6 +5,7 @@
 #include "duration.hpp"
 #include "event_format.hpp"
 #include "event_loop.hpp"
+#include "metrics.hpp"
 #include "session.hpp"
 #include "startup.hpp"
 
@@ -17,6 +18,7 @@ namespace kvelect::cli {
 
 int campaign_command(const CampaignOptions& o) {
   const std::string member = member_name(o.common);
+  require_metrics_support(o.flags.metrics);
   set_connection_event_sink([&o, member](const ConnectionEventLine& line) {
     emit_line(o.json ? connection_event_campaign_json(line, o.election, member)
                      : connection_event_campaign_text(line));
@@ -38,6 +40,11 @@ int campaign_command(const CampaignOptions& o) {
   warn_if_name_leads(session.election(), [](const std::string& warning) {
     write_line(stderr, "kvelect: warning: " + warning);
   });
+  std::unique_ptr<MetricsServer> metrics; // after the session: destroyed before the election
+  if (!o.flags.metrics.empty()) {
+    metrics = serve_metrics(o.flags.metrics, session.election());
+    write_line(stderr, fmt::format("kvelect: serving metrics at {}", metrics->url()));
+  }
 
   if (!o.json)
     emit_line(fmt::format("# campaigning for '{}' in bucket '{}' as '{}' (ttl {}, campaign "

@@ -6,6 +6,7 @@
 #include "event_loop.hpp"
 #include "leader_file.hpp"
 #include "log.hpp"
+#include "metrics.hpp"
 #include "session.hpp"
 #include "startup.hpp"
 
@@ -133,6 +134,7 @@ int file_command(const FileOptions& o) {
                                  election));
 
   const std::string member = member_name(o.common);
+  require_metrics_support(o.flags.metrics);
   check_writable(path);
   if (exists(path)) {
     // Left behind by a kvelect that could not clean up (we are not leader yet): remove it. Any
@@ -218,6 +220,12 @@ int file_command(const FileOptions& o) {
     return std::make_unique<ElectionSession>(o.common, o.flags, election, member, loop, announce);
   });
   warn_if_name_leads(session->election(), [&](const std::string& w) { log.error("warning", w); });
+  std::unique_ptr<MetricsServer> metrics; // after the session: destroyed before the election
+  if (!o.flags.metrics.empty()) {
+    metrics = serve_metrics(o.flags.metrics, session->election());
+    log.info("metrics", fmt::format("serving metrics at {}", metrics->url()),
+             {{"url", metrics->url()}});
+  }
 
   log.info("campaigning",
            fmt::format("campaigning for '{}' in bucket '{}' as '{}'; leader file "

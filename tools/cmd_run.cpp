@@ -7,6 +7,7 @@
 #include "duration.hpp"
 #include "event_loop.hpp"
 #include "log.hpp"
+#include "metrics.hpp"
 #include "process.hpp"
 #include "session.hpp"
 #include "shell_words.hpp"
@@ -155,6 +156,7 @@ int run_command(const RunOptions& o) {
     return resolved.error == ENOENT ? 127 : 126;
   }
   const std::string member = member_name(o.common);
+  require_metrics_support(o.flags.metrics);
   const Log log(o.log_format, o.quiet, o.election, member);
   // Before the first thread exists (the NATS connection starts some).
   block_signals(/*job_control=*/true);
@@ -191,6 +193,12 @@ int run_command(const RunOptions& o) {
     return std::make_unique<ElectionSession>(o.common, o.flags, o.election, member, loop, announce);
   });
   warn_if_name_leads(session->election(), [&](const std::string& w) { log.error("warning", w); });
+  std::unique_ptr<MetricsServer> metrics; // after the session: destroyed before the election
+  if (!o.flags.metrics.empty()) {
+    metrics = serve_metrics(o.flags.metrics, session->election());
+    log.info("metrics", fmt::format("serving metrics at {}", metrics->url()),
+             {{"url", metrics->url()}});
+  }
 
   const std::vector<std::string> base_env = {
       "KVELECT_ELECTION=" + o.election,

@@ -6,6 +6,7 @@
 #include "connect_flags.hpp"
 #include "duration.hpp"
 #include "help_format.hpp"
+#include "metrics.hpp"
 
 #include <kvelect/election.hpp>
 #include <kvelect/error.hpp>
@@ -128,6 +129,12 @@ void add_election_flags(CLI::App* app, ElectionFlags& f) {
                "campaign (0 disables it)")
       ->group(kAdvancedGroup);
   app->add_flag("--debug", f.debug, "print the library's debug lines to stderr")
+      ->group(kAdvancedGroup);
+  app->add_option("--metrics", f.metrics,
+                  "serve the election's Prometheus metrics at http://ADDR/metrics (e.g. "
+                  "127.0.0.1:9464; port 0 picks one)" +
+                      std::string(metrics_supported() ? "" : "; not in this build"))
+      ->type_name("ADDR")
       ->group(kAdvancedGroup);
 }
 

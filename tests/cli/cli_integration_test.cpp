@@ -962,6 +962,34 @@ TEST_F(Cli, TextLogLinesStartWithAnRfc3339Time) {
         << line;
 }
 
+TEST_F(Cli, MetricsAreServedWhileCampaigning) {
+  make_bucket();
+  Kvelect& a = start("a", {"campaign"},
+                     kFast + std::vector<std::string>{"--json", "--name", "a", "--metrics",
+                                                      "127.0.0.1:0", "sched"});
+  const std::regex served(R"(serving metrics at http://127\.0\.0\.1:(\d+)/metrics)");
+  std::smatch match;
+  ASSERT_TRUE(eventually([&] {
+    const std::string err = a.err();
+    return contains(err, "without Prometheus support") || std::regex_search(err, match, served);
+  })) << a.output();
+  if (contains(a.err(), "without Prometheus support"))
+    GTEST_SKIP() << "kvelect was built without prometheus-cpp";
+  const std::string err = a.err();
+  ASSERT_TRUE(std::regex_search(err, match, served)) << a.output();
+  const int port = std::stoi(match[1].str());
+  ASSERT_TRUE(eventually([&] { return contains(a.out(), R"("event": "won")"); })) << a.output();
+  std::string body;
+  ASSERT_TRUE(eventually([&] {
+    const auto response = kvelect::testing::http_get(port, "/metrics", 5s);
+    body = response ? response->body : "";
+    return response && response->status == 200 &&
+           std::regex_search(body, std::regex(R"(kvelect_leader\{[^}]*member="a"[^}]*\} 1)"));
+  })) << body;
+  a.signal(SIGTERM);
+  EXPECT_EQ(a.wait(20s), 0) << a.output();
+}
+
 TEST(CliPlainErrors, ATimedOutRenewalSaysSoInWords) {
   KVELECT_REQUIRE_NATS_SERVER();
   NatsServer server;
