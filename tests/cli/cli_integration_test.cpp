@@ -650,7 +650,7 @@ TEST_F(Cli, RunForwardsSuspendAndResumeAndStopsALapsedCommand) {
 TEST_F(Cli, InterruptDuringConnectExitsAtOnce) {
   // A server that accepts connections (the kernel does) but never says anything: the connect
   // waits for its timeout unless interrupted.
-  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   ASSERT_GE(listener, 0);
   sockaddr_in address{};
   address.sin_family = AF_INET;
@@ -675,8 +675,9 @@ TEST_F(Cli, InterruptDuringConnectExitsAtOnce) {
     EXPECT_EQ(process.wait(20s), 0) << command << "\n" << process.output();
     EXPECT_LT(std::chrono::steady_clock::now() - interrupted, 10s) << command;
     EXPECT_TRUE(contains(process.err(), "stopped while connecting")) << process.output();
-    const int pending = ::accept(listener, nullptr, nullptr); // drop it
-    if (pending >= 0)
+    // Drop every connection it left pending, so that the next round waits for its own.
+    for (int pending = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK); pending >= 0;
+         pending = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK))
       ::close(pending);
   }
   ::close(listener);
