@@ -991,6 +991,21 @@ TEST_F(Cli, MetricsAreServedWhileCampaigning) {
   EXPECT_EQ(a.wait(20s), 0) << a.output();
 }
 
+TEST_F(Cli, WatchAndCampaignTakeLogFormatJson) {
+  make_bucket();
+  Kvelect& watch = start("watch", {"watch"}, {"--log-format", "json", "--election", "sched"});
+  Kvelect& a =
+      start("a", {"campaign"},
+            kFast + std::vector<std::string>{"--log-format", "json", "--name", "a", "sched"});
+  ASSERT_TRUE(eventually([&] { return contains(a.out(), R"("event": "won")"); })) << a.output();
+  ASSERT_TRUE(eventually([&] {
+    return contains(watch.out(), R"("election": "sched", "event": "won", "leader": "a")");
+  })) << watch.output();
+  for (const auto* process : {&watch, &a})
+    for (const auto& line : lines_of(process->out()))
+      EXPECT_TRUE(line.size() > 2 && line.front() == '{' && line.back() == '}') << line;
+}
+
 TEST(CliPlainErrors, ATimedOutRenewalSaysSoInWords) {
   KVELECT_REQUIRE_NATS_SERVER();
   NatsServer server;
