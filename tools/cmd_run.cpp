@@ -18,8 +18,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cerrno>
+#include <condition_variable>
 #include <csignal>
 #include <deque>
+#include <mutex>
 #include <optional>
 
 namespace kvelect::cli {
@@ -110,6 +112,38 @@ std::optional<Clock::time_point> earliest(std::optional<Clock::time_point> a,
   return std::min(*a, *b);
 }
 
+// Between the OnLost callback (campaign thread) and the main thread, which acts on the loss.
+struct LossGate {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::uint64_t losses_seen = 0; ///< OnLost calls (campaign thread)
+  std::uint64_t losses_done = 0; ///< lost events acted on (main thread)
+  bool child_running = false;
+  bool stopping = false; ///< the main thread is leaving: OnLost must not wait for it
+
+  void set_child_running(bool running) {
+    {
+      std::lock_guard lock(mu);
+      child_running = running;
+    }
+    cv.notify_all();
+  }
+  void loss_done() {
+    {
+      std::lock_guard lock(mu);
+      ++losses_done;
+    }
+    cv.notify_all();
+  }
+  void stop() {
+    {
+      std::lock_guard lock(mu);
+      stopping = true;
+    }
+    cv.notify_all();
+  }
+};
+
 // How long a freshly started command gets before its first SIGUSR1, as Choria gives it ("give
 // it some time to start properly"): a command that installs its handlers at start-up must not
 // die of the signal.
@@ -189,8 +223,24 @@ int run_command(const RunOptions& o) {
     case ElectionEvent::Kind::campaign: break;
     }
   };
+  // OnLost waits (bounded) until the main thread has acted on the loss: SIGUSR2 sent, or with
+  // --terminate the command gone. The library releases the key only after OnLost returns, so
+  // after an eviction the successor does not start its command while ours still runs.
+  LossGate gate;
+  const milliseconds settle_limit =
+      o.terminate ? 2 * o.grace + milliseconds(1000) : milliseconds(1000);
+  auto settle = [&gate, settle_limit, terminate = o.terminate](const ElectionEvent& event) {
+    if (event.kind != ElectionEvent::Kind::lost)
+      return;
+    std::unique_lock lock(gate.mu);
+    const std::uint64_t ticket = ++gate.losses_seen;
+    gate.cv.wait_for(lock, settle_limit, [&] {
+      return gate.stopping || (gate.losses_done >= ticket && (!terminate || !gate.child_running));
+    });
+  };
   auto session = connect_interruptibly(loop, [&] {
-    return std::make_unique<ElectionSession>(o.common, o.flags, o.election, member, loop, announce);
+    return std::make_unique<ElectionSession>(o.common, o.flags, o.election, member, loop, announce,
+                                             settle);
   });
   warn_if_name_leads(session->election(), [&](const std::string& w) { log.error("warning", w); });
   std::unique_ptr<MetricsServer> metrics; // after the session: destroyed before the election
@@ -232,6 +282,7 @@ int run_command(const RunOptions& o) {
     spawn.parent_death_signal = SIGTERM;
     try {
       child.start(spawn);
+      gate.set_child_running(true);
       usr1_due = Clock::now() + kFirstUsr1Delay;
       log.info("started", fmt::format("started '{}' (pid {})", command_text, child.pid()),
                {pid_field()});
@@ -350,10 +401,11 @@ int run_command(const RunOptions& o) {
         break;
       case ElectionEvent::Kind::lost:
         hooks.enqueue(o.on_lost, env_with({"KVELECT_EVENT=lost"}));
-        if (!leading)
-          break; // already acted on (a lease that lapsed while suspended)
-        leading = false;
-        on_loss();
+        if (leading) { // else already acted on (a lease that lapsed while suspended)
+          leading = false;
+          on_loss();
+        }
+        gate.loss_done();
         break;
       case ElectionEvent::Kind::error:
         if (event.fatal && !stopping) {
@@ -368,6 +420,7 @@ int run_command(const RunOptions& o) {
 
     // SIGCHLD or not, reap: signals of several exits can merge into one.
     if (auto status = child.reap()) {
+      gate.set_child_running(false);
       usr1_due.reset();
       log.info("exited", fmt::format("'{}' {}", command_text, describe_status(*status)),
                {{"status", static_cast<std::int64_t>(exit_code_of(*status))}});
@@ -400,6 +453,7 @@ int run_command(const RunOptions& o) {
 
   // The command is gone: now give up leadership (release the key, so a successor starts at
   // once). Stopping first would let a successor start while our command still runs.
+  gate.stop(); // OnLost, fired by stop(), must not wait for this thread
   session->election().stop();
   log.info("left", fmt::format("left election '{}'", o.election));
 

@@ -14,15 +14,22 @@ bool ElectionSession::ends_campaign(const Error& error) {
 
 ElectionSession::ElectionSession(const CommonOptions& common, const ElectionFlags& flags,
                                  std::string election, std::string member, EventLoop& loop,
-                                 Announcer announce)
+                                 Announcer announce, Announcer settle)
     : member_(std::move(member)), key_(std::move(election)), bucket_name_(common.bucket),
       connection_(connect(common)), bucket_(open_bucket(connection_, common)) {
   // The callbacks run on the campaign thread: they announce the event (its line) and post it to
   // the main thread, and return at once.
-  auto deliver = [&loop, announce = std::move(announce)](ElectionEvent event) {
+  auto deliver = [&loop, announce = std::move(announce),
+                  settle = std::move(settle)](ElectionEvent event) {
     if (announce)
       announce(event);
+    if (!settle) {
+      loop.post(std::move(event));
+      return;
+    }
+    const ElectionEvent copy = event;
     loop.post(std::move(event));
+    settle(copy);
   };
   auto state_now = [this] {
     Election* e = self_.load();

@@ -19,6 +19,9 @@ namespace kvelect::cli {
 /// Called on the campaign thread with each event before it is posted to the loop, so that its
 /// line is out before the member goes on: OnLost's line comes before the key is released, so a
 /// reader of both members' output never sees the successor's "won" first. Must be quick.
+/// The same signature serves as `settle`: called on the campaign thread after the event was
+/// posted, it may wait (bounded) for the main thread to act on it before the member goes on,
+/// e.g. for `run --terminate` to stop its command before a lost leadership's key is released.
 using Announcer = std::function<void(const ElectionEvent&)>;
 
 class ElectionSession {
@@ -26,7 +29,8 @@ public:
   /// Connects, opens the bucket and creates the election (not started). Throws Failure or
   /// kvelect::Error with a message naming the problem.
   ElectionSession(const CommonOptions& common, const ElectionFlags& flags, std::string election,
-                  std::string member, EventLoop& loop, Announcer announce = {});
+                  std::string member, EventLoop& loop, Announcer announce = {},
+                  Announcer settle = {});
   ~ElectionSession();
   ElectionSession(const ElectionSession&) = delete;
   ElectionSession& operator=(const ElectionSession&) = delete;

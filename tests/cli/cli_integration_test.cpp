@@ -1006,6 +1006,40 @@ TEST_F(Cli, WatchAndCampaignTakeLogFormatJson) {
       EXPECT_TRUE(line.size() > 2 && line.front() == '{' && line.back() == '}') << line;
 }
 
+// After an eviction, run --terminate holds OnLost (and so the release of the key) until its
+// command has exited: the successor's command starts only after ours has stopped.
+TEST_F(Cli, RunTerminateStopsItsCommandBeforeTheSuccessorStartsAfterAnEviction) {
+  make_bucket();
+  const std::string shared = dir_.file("both"); // both commands append to one file
+  const std::vector<std::string> flags = {"--terminate", "--grace", "5s"};
+  // A command that takes half a second to shut down on SIGINT.
+  std::string slow = kChildScript;
+  slow.replace(slow.find("trap 'echo int"), std::string("trap 'echo int").size(),
+               "trap 'sleep 0.5; echo int");
+  script_ = dir_.file("slow.sh");
+  write_file(script_, slow);
+  Kvelect& n1 = start(
+      "n1", {"run"},
+      kFast + flags +
+          std::vector<std::string>{"--name", "n1", "sched", "--", "/bin/sh", script_, shared});
+  ASSERT_TRUE(eventually([&] { return contains(read_file(shared), "start n1 "); })) << n1.output();
+  Kvelect& n2 = start(
+      "n2", {"run"},
+      kFast + flags +
+          std::vector<std::string>{"--name", "n2", "sched", "--", "/bin/sh", script_, shared});
+  ASSERT_TRUE(eventually([&] { return contains(n2.err(), "leader of 'sched': 'n1'"); }))
+      << n2.output();
+  ASSERT_TRUE(evict_until("sched", [&] { return contains(read_file(shared), "start n2 "); }))
+      << n1.output() << n2.output();
+  const auto lines = lines_of(read_file(shared));
+  const auto stopped = std::find(lines.begin(), lines.end(), "int");
+  const auto started = std::find_if(lines.begin(), lines.end(),
+                                    [](const std::string& l) { return contains(l, "start n2 "); });
+  ASSERT_NE(stopped, lines.end()) << read_file(shared);
+  EXPECT_LT(stopped - lines.begin(), started - lines.begin()) << read_file(shared);
+  EXPECT_TRUE(n1.running()) << n1.output(); // still a member, campaigning again
+}
+
 TEST(CliPlainErrors, ATimedOutRenewalSaysSoInWords) {
   KVELECT_REQUIRE_NATS_SERVER();
   NatsServer server;
