@@ -147,6 +147,7 @@ int file_command(const FileOptions& o) {
   }
 
   const Log log(o.log_format, false, election, member);
+  log_connection_events(log); // before connecting: lines with times, or JSON
   block_signals();
   EventLoop loop;
 

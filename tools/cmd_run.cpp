@@ -192,6 +192,7 @@ int run_command(const RunOptions& o) {
   const std::string member = member_name(o.common);
   require_metrics_support(o.flags.metrics);
   const Log log(o.log_format, o.quiet, o.election, member);
+  log_connection_events(log); // before connecting: lines with times, or JSON
   // Before the first thread exists (the NATS connection starts some).
   block_signals(/*job_control=*/true);
   EventLoop loop;

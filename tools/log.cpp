@@ -2,6 +2,7 @@
 #include "log.hpp"
 
 #include "cli_common.hpp"
+#include "connection_events.hpp"
 #include "json.hpp"
 #include "timefmt.hpp"
 
@@ -58,9 +59,25 @@ void Log::info(std::string_view event, const std::string& message,
     write("info", event, message, fields);
 }
 
+void Log::warning(std::string_view event, const std::string& message,
+                  const std::vector<LogField>& fields) const {
+  write("warning", event, message, fields);
+}
+
 void Log::error(std::string_view event, const std::string& message,
                 const std::vector<LogField>& fields) const {
   write("error", event, message, fields);
+}
+
+void log_connection_events(const Log& log) {
+  set_connection_event_sink([log](const ConnectionEventLine& line) {
+    const char* kind = to_string(line.event.kind);
+    std::vector<LogField> fields = {{"server", line.event.server}};
+    if (!line.event.error.empty())
+      fields.push_back({"error", line.event.error});
+    const std::string message = connection_event_details(line.event);
+    log.warning(kind, message, fields);
+  });
 }
 
 } // namespace kvelect::cli

@@ -24,6 +24,12 @@ struct LogField {
   std::variant<std::monostate, std::string, std::int64_t> value; ///< monostate: JSON null
 };
 
+class Log;
+
+/// Sends this process's connection events (disconnected, reconnected, closed) to `log`, as
+/// lines of its format: run's and file's. The Log is copied (the sink is process-wide).
+void log_connection_events(const Log& log);
+
 class Log {
 public:
   Log(LogFormat format, bool quiet, std::string election, std::string member)
@@ -33,6 +39,10 @@ public:
   /// A transition or an action: "won", "lost", "started", "signal", ... Not printed with --quiet.
   void info(std::string_view event, const std::string& message,
             const std::vector<LogField>& fields = {}) const;
+  /// Worth seeing even with --quiet (a lost connection), but no error of kvelect's: level
+  /// "warning", no "error: " in text.
+  void warning(std::string_view event, const std::string& message,
+               const std::vector<LogField>& fields = {}) const;
   /// A problem; always printed.
   void error(std::string_view event, const std::string& message,
              const std::vector<LogField>& fields = {}) const;
