@@ -86,11 +86,21 @@ copy_consumer() { # copy_consumer DEST
   rm -rf "$1/subprojects"
 }
 
-run_consumer() { # run_consumer EXE [LD_LIBRARY_PATH]
+run_consumer() { # run_consumer EXE [LD_LIBRARY_PATH [PROMETHEUS]]
   local out
   out=$(LD_LIBRARY_PATH=${2:-${LD_LIBRARY_PATH:-}} "$1") || fail "$1 exited with status $?"
   echo "$out"
   grep -q "^kvelect-consumer: kvelect " <<<"$out" || fail "$1 printed no version line"
+  # PROMETHEUS=yes: the consumer was built with the component and must have used it.
+  if [[ ${3:-no} == yes ]]; then
+    grep -q "prometheus: 0 elections" <<<"$out" || fail "$1 did not use kvelect_prometheus"
+  fi
+}
+
+# The consumer's -Dprometheus for an installed tree: enabled where the component's library was
+# installed, so that a broken kvelect-prometheus.pc fails instead of being skipped.
+consumer_prometheus() { # consumer_prometheus LIBDIR
+  if [[ -e $1/libkvelect_prometheus.so ]]; then echo enabled; else echo disabled; fi
 }
 
 project_version() {
@@ -206,21 +216,24 @@ step_install() {
   echo "kvelect.pc: version $version; $(pkg-config --libs kvelect); static: $(pkg-config --static --libs kvelect)"
 
   # The consumer against the installed package, never a subproject.
-  local dir=$TMP/installed
+  local dir=$TMP/installed prom prom_used=no
+  prom=$(consumer_prometheus "$PREFIX/lib")
+  [[ $prom == enabled ]] && prom_used=yes
   copy_consumer "$dir/consumer"
-  meson_setup "$dir/build-shared" "$dir/consumer" --wrap-mode=nofallback
+  meson_setup "$dir/build-shared" "$dir/consumer" --wrap-mode=nofallback -Dprometheus="$prom"
   meson_build "$dir/build-shared"
   LD_LIBRARY_PATH=$PREFIX/lib ldd "$dir/build-shared/kvelect-consumer" |
     grep -q "libkvelect.so.* => $PREFIX/lib/" ||
     fail "the shared consumer does not load libkvelect from $PREFIX/lib"
-  run_consumer "$dir/build-shared/kvelect-consumer" "$PREFIX/lib"
+  run_consumer "$dir/build-shared/kvelect-consumer" "$PREFIX/lib" "$prom_used"
 
-  meson_setup "$dir/build-static" "$dir/consumer" --wrap-mode=nofallback -Dstatic_kvelect=true
+  meson_setup "$dir/build-static" "$dir/consumer" --wrap-mode=nofallback -Dstatic_kvelect=true \
+    -Dprometheus="$prom"
   meson_build "$dir/build-static"
   if ldd "$dir/build-static/kvelect-consumer" | grep -q libkvelect; then
     fail "the static consumer still loads libkvelect.so"
   fi
-  run_consumer "$dir/build-static/kvelect-consumer"
+  run_consumer "$dir/build-static/kvelect-consumer" "" "$prom_used"
 }
 
 # The C++ sources that clang-format checks.
