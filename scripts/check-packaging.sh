@@ -108,6 +108,22 @@ project_version() {
 print(json.load(sys.stdin)["version"])'
 }
 
+# `pkg-config --static --libs PACKAGE` links libnats exactly once, and names none of kvelect's own
+# libraries or fmt twice (libnats.pc of cnats 3.4 lists -lnats in Libs and in Libs.private, so a
+# Requires.private: libnats would repeat it). Other packages' repeats (prometheus-cpp's -lpthread)
+# are theirs.
+check_pc_libs_once() { # check_pc_libs_once PACKAGE
+  local libs lib count
+  libs=$(pkg-config --static --libs "$1") || fail "pkg-config --static --libs $1"
+  for lib in -lnats -lfmt -lkvelect -lkvelect_prometheus; do
+    count=$(tr ' ' '\n' <<<"$libs" | grep -c -x -- "$lib" || true)
+    if [[ $lib == -lnats ]] && ((count != 1)); then
+      fail "pkg-config --static --libs $1 names -lnats $count times, not once: $libs"
+    fi
+    ((count <= 1)) || fail "pkg-config --static --libs $1 repeats $lib: $libs"
+  done
+}
+
 # Public headers of optional components, installed only along with the component's library.
 declare -A OPTIONAL_HEADERS=([prometheus.hpp]=libkvelect_prometheus)
 
@@ -209,10 +225,11 @@ step_install() {
   [[ $version == "$(project_version)" ]] ||
     fail "kvelect.pc has version $version, meson.build $(project_version)"
   pkg-config --print-requires kvelect | grep -q '^fmt' || fail "kvelect.pc: fmt is not in Requires"
-  pkg-config --print-requires-private kvelect | grep -q '^libnats' ||
-    fail "kvelect.pc: libnats is not in Requires.private"
-  pkg-config --static --libs kvelect | grep -q -- '-lnats' ||
-    fail "pkg-config --static --libs kvelect does not link libnats"
+  if pkg-config --libs kvelect | grep -q -- '-lnats'; then
+    fail "pkg-config --libs kvelect links libnats (only a static link needs it)"
+  fi
+  check_pc_libs_once kvelect
+  [[ -f $PREFIX/lib/pkgconfig/kvelect-prometheus.pc ]] && check_pc_libs_once kvelect-prometheus
   echo "kvelect.pc: version $version; $(pkg-config --libs kvelect); static: $(pkg-config --static --libs kvelect)"
 
   # The consumer against the installed package, never a subproject.
