@@ -108,6 +108,18 @@ project_version() {
 print(json.load(sys.stdin)["version"])'
 }
 
+# PREFIX/bin/kvelect runs without LD_LIBRARY_PATH, and loads libkvelect from PREFIX/lib (its
+# RUNPATH), not from anywhere else.
+check_cli_runs() { # check_cli_runs PREFIX
+  local exe=$1/bin/kvelect out lib
+  out=$(env -u LD_LIBRARY_PATH "$exe" --version 2>&1) || fail "$exe --version: $out"
+  lib=$(env -u LD_LIBRARY_PATH ldd "$exe" | sed -n 's/^[[:space:]]*libkvelect\.so[^ ]* => \([^ ]*\) .*/\1/p')
+  [[ -n $lib ]] || fail "$exe does not find libkvelect without LD_LIBRARY_PATH"
+  [[ $(realpath "$(dirname "$lib")") == "$(realpath "$1/lib")" ]] ||
+    fail "$exe loads libkvelect from $lib, not from $1/lib"
+  echo "$exe --version: $out (RUNPATH $(readelf -d "$exe" | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p'), libkvelect: $lib)"
+}
+
 # `pkg-config --static --libs PACKAGE` links libnats exactly once, and names none of kvelect's own
 # libraries or fmt twice (libnats.pc of cnats 3.4 lists -lnats in Libs and in Libs.private, so a
 # Requires.private: libnats would repeat it). Other packages' repeats (prometheus-cpp's -lpthread)
@@ -197,6 +209,14 @@ step_install() {
   fi
   ((${#missing[@]} == 0)) || fail "not installed: ${missing[*]}"
   echo "installed: $(cd "$PREFIX" && find . -type f -o -type l | sed 's|^\./||' | sort | tr '\n' ' ')"
+
+  if [[ -x $PREFIX/bin/kvelect ]]; then
+    check_cli_runs "$PREFIX"
+    # The RUNPATH is relative to the executable: the tree still works when moved elsewhere.
+    cp -a "$PREFIX" "$TMP/moved-prefix"
+    check_cli_runs "$TMP/moved-prefix"
+    rm -rf "$TMP/moved-prefix"
+  fi
 
   # Each public header compiles on its own, with strict flags, against the installed tree.
   export PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
