@@ -4,7 +4,11 @@
 #   subproject  tests/consumer builds against kvelect as a Meson subproject, and runs
 #   install     kvelect installs (shared + static) into a temporary prefix; the installed tree is
 #               complete, each public header compiles on its own, kvelect.pc is valid, and
-#               tests/consumer builds against it through pkg-config (shared and static) and runs
+#               tests/consumer builds against it through pkg-config (shared and static) and runs;
+#               -lnats once in `pkg-config --static`; bin/kvelect runs without LD_LIBRARY_PATH
+#   cmake       tests/consumer-cmake builds with find_package(kvelect) against the install step's
+#               tree (shared, static, the prometheus component, a moved copy) and runs; a missing
+#               component and an incompatible version fail find_package
 #   format      clang-format-14 --dry-run --Werror over include/ lib/ tests/ tools/ examples/ bench/
 #   tidy        clang-tidy-14 over lib/**/*.cpp (config: .clang-tidy); any warning fails
 #   docs        Doxygen API reference of include/kvelect (skipped when doxygen is not installed);
@@ -14,12 +18,12 @@
 # Every step runs; the script exits non-zero if any failed, and names them at the end.
 # Environment: KEEP_TMP=1 keeps the temporary directory; JOBS=N caps parallel jobs.
 # Needs: meson, ninja, pkg-config, a C++20 compiler, python3 (Meson's), clang-format-14,
-# clang-tidy-14; doxygen for the docs step. Nothing is written into the source tree.
+# clang-tidy-14, cmake; doxygen for the docs step. Nothing is written into the source tree.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
-ALL_STEPS=(subproject install format tidy docs)
+ALL_STEPS=(subproject install cmake format tidy docs)
 
 header() { printf '\n==== check-packaging: %s ====\n' "$*"; }
 fail() {
@@ -108,12 +112,26 @@ project_version() {
 print(json.load(sys.stdin)["version"])'
 }
 
+# Checks that EXE, run with LD_LIBRARY_PATH=LIBPATH, loads libkvelect from DIR (DIR "none": does
+# not load it at all). ldd's output is captured first: under pipefail, `ldd | grep -q` fails
+# when grep exits at its first match and ldd dies of SIGPIPE.
+check_loads_libkvelect() { # check_loads_libkvelect EXE DIR|none [LIBPATH]
+  local out
+  out=$(LD_LIBRARY_PATH=${3:-} ldd "$1") || fail "ldd $1"
+  if [[ $2 == none ]]; then
+    if grep -q 'libkvelect' <<<"$out"; then fail "$1 (linked statically) loads libkvelect.so"; fi
+  else
+    grep -q "libkvelect\.so[^ ]* => $2/" <<<"$out" || fail "$1 does not load libkvelect from $2"
+  fi
+}
+
 # PREFIX/bin/kvelect runs without LD_LIBRARY_PATH, and loads libkvelect from PREFIX/lib (its
 # RUNPATH), not from anywhere else.
 check_cli_runs() { # check_cli_runs PREFIX
   local exe=$1/bin/kvelect out lib
   out=$(env -u LD_LIBRARY_PATH "$exe" --version 2>&1) || fail "$exe --version: $out"
-  lib=$(env -u LD_LIBRARY_PATH ldd "$exe" | sed -n 's/^[[:space:]]*libkvelect\.so[^ ]* => \([^ ]*\) .*/\1/p')
+  out=$(env -u LD_LIBRARY_PATH ldd "$exe") || fail "ldd $exe"
+  lib=$(sed -n 's/^[[:space:]]*libkvelect\.so[^ ]* => \([^ ]*\) .*/\1/p' <<<"$out")
   [[ -n $lib ]] || fail "$exe does not find libkvelect without LD_LIBRARY_PATH"
   [[ $(realpath "$(dirname "$lib")") == "$(realpath "$1/lib")" ]] ||
     fail "$exe loads libkvelect from $lib, not from $1/lib"
@@ -180,15 +198,22 @@ print("subproject targets: " + ", ".join(t["name"] for t in sub))' ||
   run_consumer "$dir/build/kvelect-consumer"
 }
 
-step_install() {
-  header "install: kvelect into a temporary prefix, consumer through pkg-config"
-  need meson ninja pkg-config python3
+# The main build, installed into $PREFIX (once: the install and cmake steps share it).
+main_install() {
+  [[ -f $TMP/installed.stamp ]] && return 0
   main_build_setup
   meson_build "$MAIN_BUILD"
   meson install -C "$MAIN_BUILD" --quiet >"$TMP/install.log" 2>&1 || {
     cat "$TMP/install.log" >&2
     fail "meson install"
   }
+  touch "$TMP/installed.stamp"
+}
+
+step_install() {
+  header "install: kvelect into a temporary prefix, consumer through pkg-config"
+  need meson ninja pkg-config python3
+  main_install
 
   # The installed tree: every public header (those of optional components only when the
   # component's library was built), the generated version.hpp, both libraries, kvelect.pc.
@@ -201,9 +226,16 @@ step_install() {
     fi
     [[ -f $PREFIX/include/kvelect/$name ]] || missing+=("include/kvelect/$name")
   done
-  for h in include/kvelect/version.hpp lib/libkvelect.so lib/libkvelect.a lib/pkgconfig/kvelect.pc; do
+  for h in include/kvelect/version.hpp lib/libkvelect.so lib/libkvelect.a lib/pkgconfig/kvelect.pc \
+    lib/cmake/kvelect/kvelectConfig.cmake lib/cmake/kvelect/kvelectConfigVersion.cmake \
+    lib/cmake/kvelect/kvelectTargets.cmake; do
     [[ -e $PREFIX/$h ]] || missing+=("$h")
   done
+  if [[ -e $PREFIX/lib/libkvelect_prometheus.so ]]; then
+    for h in lib/pkgconfig/kvelect-prometheus.pc lib/cmake/kvelect/kvelectPrometheusTargets.cmake; do
+      [[ -e $PREFIX/$h ]] || missing+=("$h (libkvelect_prometheus is installed)")
+    done
+  fi
   if [[ -d $ROOT/tools && $(build_option cli) != disabled ]]; then
     [[ -x $PREFIX/bin/kvelect ]] || missing+=("bin/kvelect (tools/ exists and -Dcli is not disabled)")
   fi
@@ -259,18 +291,86 @@ step_install() {
   copy_consumer "$dir/consumer"
   meson_setup "$dir/build-shared" "$dir/consumer" --wrap-mode=nofallback -Dprometheus="$prom"
   meson_build "$dir/build-shared"
-  LD_LIBRARY_PATH=$PREFIX/lib ldd "$dir/build-shared/kvelect-consumer" |
-    grep -q "libkvelect.so.* => $PREFIX/lib/" ||
-    fail "the shared consumer does not load libkvelect from $PREFIX/lib"
+  check_loads_libkvelect "$dir/build-shared/kvelect-consumer" "$PREFIX/lib" "$PREFIX/lib"
   run_consumer "$dir/build-shared/kvelect-consumer" "$PREFIX/lib" "$prom_used"
 
   meson_setup "$dir/build-static" "$dir/consumer" --wrap-mode=nofallback -Dstatic_kvelect=true \
     -Dprometheus="$prom"
   meson_build "$dir/build-static"
-  if ldd "$dir/build-static/kvelect-consumer" | grep -q libkvelect; then
-    fail "the static consumer still loads libkvelect.so"
-  fi
+  check_loads_libkvelect "$dir/build-static/kvelect-consumer" none
   run_consumer "$dir/build-static/kvelect-consumer" "" "$prom_used"
+}
+
+# Configures and builds tests/consumer-cmake in BUILDDIR; the log is shown only when it fails.
+cmake_consumer() { # cmake_consumer SRCDIR BUILDDIR PREFIX_PATH [cmake options...]
+  local src=$1 build=$2 prefix_path=$3
+  shift 3
+  if ! cmake -S "$src" -B "$build" -DCMAKE_PREFIX_PATH="$prefix_path" "$@" >"$build.log" 2>&1 ||
+    ! cmake --build "$build" -j "$JOBS" >>"$build.log" 2>&1; then
+    cat "$build.log" >&2
+    fail "CMake consumer in $build (CMAKE_PREFIX_PATH=$prefix_path $*)"
+  fi
+  sed -n 's/^-- \(kvelect .* from .*\)/\1/p' "$build.log"
+}
+
+# Configuring tests/consumer-cmake fails, and says WHY (a pattern of its output).
+cmake_consumer_fails() { # cmake_consumer_fails WHY SRCDIR BUILDDIR PREFIX_PATH [cmake options...]
+  local why=$1 src=$2 build=$3 prefix_path=$4
+  shift 4
+  if cmake -S "$src" -B "$build" -DCMAKE_PREFIX_PATH="$prefix_path" "$@" >"$build.log" 2>&1; then
+    fail "find_package(kvelect) with $* succeeded; it should have failed with: $why"
+  fi
+  grep -q -- "$why" <(tr -s ' \n' ' ' <"$build.log") || {
+    cat "$build.log" >&2
+    fail "find_package(kvelect) with $* failed, but without saying: $why"
+  }
+  echo "as expected, find_package(kvelect) with $* fails: $why"
+}
+
+step_cmake() {
+  header "cmake: tests/consumer-cmake through find_package(kvelect) against the installed tree"
+  need meson ninja cmake
+  main_install
+  local dir=$TMP/cmake prom=OFF prom_used=no
+  # tests/consumer-cmake builds ../consumer/main.cpp: both, side by side.
+  mkdir -p "$dir/tests"
+  cp -R "$ROOT/tests/consumer-cmake" "$dir/tests/"
+  copy_consumer "$dir/tests/consumer"
+  local src=$dir/tests/consumer-cmake
+  if [[ -e $PREFIX/lib/libkvelect_prometheus.so ]]; then
+    prom=ON
+    prom_used=yes
+  fi
+
+  # Shared libraries (and the component where it was built): C++20, fmt and threads come with
+  # the imported targets; libkvelect is the prefix's.
+  cmake_consumer "$src" "$dir/build-shared" "$PREFIX" -DKVELECT_CONSUMER_PROMETHEUS="$prom"
+  check_loads_libkvelect "$dir/build-shared/kvelect-consumer" "$PREFIX/lib" "$PREFIX/lib"
+  run_consumer "$dir/build-shared/kvelect-consumer" "$PREFIX/lib" "$prom_used"
+
+  # Static libraries, where they were installed.
+  if [[ -e $PREFIX/lib/libkvelect.a ]]; then
+    cmake_consumer "$src" "$dir/build-static" "$PREFIX" -DKVELECT_CONSUMER_PROMETHEUS="$prom" \
+      -DKVELECT_USE_STATIC_LIBS=ON
+    check_loads_libkvelect "$dir/build-static/kvelect-consumer" none
+    run_consumer "$dir/build-static/kvelect-consumer" "" "$prom_used"
+  fi
+
+  # The package computes its prefix from where it lies: a moved copy of the tree works. In that
+  # copy, without the component's targets file (as a build without prometheus-cpp installs it),
+  # asking for the component fails clearly.
+  local moved=$dir/moved-prefix
+  cp -a "$PREFIX" "$moved"
+  rm -f "$moved/lib/cmake/kvelect/kvelectPrometheusTargets.cmake"
+  cmake_consumer "$src" "$dir/build-moved" "$moved"
+  check_loads_libkvelect "$dir/build-moved/kvelect-consumer" "$moved/lib" "$moved/lib"
+  run_consumer "$dir/build-moved/kvelect-consumer" "$moved/lib"
+  cmake_consumer_fails "kvelect was built without its prometheus component" "$src" \
+    "$dir/build-no-component" "$moved" -DKVELECT_CONSUMER_PROMETHEUS=ON
+
+  # 0.x: another minor version is another API.
+  cmake_consumer_fails 'compatible with requested version "0.2"' "$src" "$dir/build-0.2" \
+    "$PREFIX" -DKVELECT_CONSUMER_VERSION=0.2
 }
 
 # The C++ sources that clang-format checks.
@@ -381,7 +481,7 @@ steps=("$@")
 ((${#steps[@]})) || steps=("${ALL_STEPS[@]}")
 for s in "${steps[@]}"; do
   case $s in
-  subproject | install | format | tidy | docs) ;;
+  subproject | install | cmake | format | tidy | docs) ;;
   *) fail "unknown step '$s' (steps: ${ALL_STEPS[*]})" ;;
   esac
 done
