@@ -9,6 +9,10 @@
 #   cmake       tests/consumer-cmake builds with find_package(kvelect) against the install step's
 #               tree (shared, static, the prometheus component, a moved copy) and runs; a missing
 #               component and an incompatible version fail find_package
+#   deb         the Debian packages build (dpkg-buildpackage -b in a copy of the sources), lintian
+#               finds no error or warning, their dependencies are declared and installable here;
+#               unpacked into one tree (dpkg -x), kvelect --help runs and both consumers
+#               (pkg-config and CMake) build against the tree and run
 #   format      clang-format-14 --dry-run --Werror over include/ lib/ tests/ tools/ examples/ bench/
 #   tidy        clang-tidy-14 over lib/**/*.cpp (config: .clang-tidy); any warning fails
 #   docs        Doxygen API reference of include/kvelect (skipped when doxygen is not installed);
@@ -18,12 +22,13 @@
 # Every step runs; the script exits non-zero if any failed, and names them at the end.
 # Environment: KEEP_TMP=1 keeps the temporary directory; JOBS=N caps parallel jobs.
 # Needs: meson, ninja, pkg-config, a C++20 compiler, python3 (Meson's), clang-format-14,
-# clang-tidy-14, cmake; doxygen for the docs step. Nothing is written into the source tree.
+# clang-tidy-14, cmake; debhelper, dpkg-dev, lintian and the build dependencies of debian/control
+# for the deb step; doxygen for the docs step. Nothing is written into the source tree.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
-ALL_STEPS=(subproject install cmake format tidy docs)
+ALL_STEPS=(subproject install cmake deb format tidy docs)
 
 header() { printf '\n==== check-packaging: %s ====\n' "$*"; }
 fail() {
@@ -373,6 +378,136 @@ step_cmake() {
     "$PREFIX" -DKVELECT_CONSUMER_VERSION=0.2
 }
 
+# The binary packages of debian/control, and what each must depend on (a package name, or a
+# name and the relation it must carry): the runtime libraries they link, the -dev packages the
+# headers and .pc files need, and the exact version of our own packages for the -dev ones.
+DEB_PACKAGES=(libkvelect0 libkvelect-prometheus0 libkvelect-dev libkvelect-prometheus-dev kvelect)
+declare -A DEB_DEPENDS=(
+  [libkvelect0]="libfmt9 libnats3.4 libstdc++6"
+  [libkvelect-prometheus0]="libkvelect0 libprometheus-cpp-core1.0"
+  [libkvelect-dev]="libkvelect0:(=VERSION) libfmt-dev libnats-dev"
+  [libkvelect-prometheus-dev]="libkvelect-dev:(=VERSION) libkvelect-prometheus0:(=VERSION) prometheus-cpp-dev"
+  [kvelect]="libkvelect0"
+)
+
+# Every dependency of DEB is satisfied by the packages built alongside it or by what this Debian
+# system has installed (so the set installs on Debian 12), and DEB_DEPENDS' are declared.
+check_deb_depends() { # check_deb_depends DEB VERSION
+  local deb=$1 version=$2 pkg depends
+  pkg=$(dpkg-deb -f "$deb" Package)
+  depends=$(dpkg-deb -f "$deb" Depends)
+  echo "$pkg: Depends: $depends"
+  python3 - "$pkg" "$version" "$depends" "${DEB_DEPENDS[$pkg]}" "${DEB_PACKAGES[@]}" <<'PY' ||
+import re, subprocess, sys
+pkg, version, depends, wanted, built = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+def installed(name):
+    out = subprocess.run(["dpkg-query", "-W", "-f=${Status} ${Version}", name],
+                         capture_output=True, text=True).stdout
+    return out.split()[-1] if out.startswith("install ok installed") else None
+def satisfies(have, rel):
+    if not rel:
+        return True
+    op, ver = rel
+    return subprocess.run(["dpkg", "--compare-versions", have, {"=": "eq"}.get(op, op), ver]).returncode == 0
+errors, declared = [], {}
+for group in filter(None, (g.strip() for g in depends.split(","))):
+    ok = False
+    for alt in (a.strip() for a in group.split("|")):
+        m = re.fullmatch(r"([a-z0-9][a-z0-9+.-]*)(?::\S+)?(?:\s*\((<<|<=|=|>=|>>)\s*([^)\s]+)\))?", alt)
+        if not m:
+            errors.append(f"cannot parse dependency {alt!r}")
+            continue
+        name, rel = m.group(1), (m.group(2), m.group(3)) if m.group(2) else None
+        declared[name] = rel
+        have = version if name in built else installed(name)
+        ok = ok or (have is not None and satisfies(have, rel))
+    if not ok:
+        errors.append(f"{group}: neither built here nor installed in a version that satisfies it")
+for want in wanted.split():
+    name, _, rel = want.partition(":")
+    if name not in declared:
+        errors.append(f"does not depend on {name}")
+    elif rel == "(=VERSION)" and declared[name] != ("=", version):
+        errors.append(f"depends on {name} {declared[name]}, not (= {version})")
+for e in errors:
+    print(f"{pkg}: {e}", file=sys.stderr)
+sys.exit(1 if errors else 0)
+PY
+    fail "$pkg's dependencies"
+}
+
+step_deb() {
+  header "deb: Debian packages (dpkg-buildpackage, lintian), consumers against the unpacked packages"
+  need dpkg-buildpackage dpkg-deb dpkg-architecture lintian meson ninja pkg-config cmake python3
+  local dir=$TMP/deb
+  # dpkg-buildpackage writes the packages next to the source tree: $dir/src/*.deb.
+  copy_sources "$dir/src/kvelect"
+  local start=$SECONDS
+  # nocheck: no test suite (debian/rules does not build one anyway); noautodbgsym: no -dbgsym
+  # packages, which this check would only spend time on.
+  (cd "$dir/src/kvelect" &&
+    DEB_BUILD_OPTIONS="nocheck noautodbgsym parallel=$JOBS" dpkg-buildpackage -us -uc -b) \
+    >"$dir/build.log" 2>&1 || {
+    tail -n 60 "$dir/build.log" >&2
+    fail "dpkg-buildpackage -us -uc -b (log: $dir/build.log)"
+  }
+  echo "dpkg-buildpackage: $((SECONDS - start)) s"
+
+  local version changes pkg deb debs=()
+  version=$(dpkg-parsechangelog -l "$ROOT/debian/changelog" -S Version)
+  for pkg in "${DEB_PACKAGES[@]}"; do
+    deb=$(find "$dir/src" -maxdepth 1 -name "${pkg}_${version}_*.deb" | head -n 1)
+    [[ -n $deb ]] || fail "dpkg-buildpackage built no $pkg package"
+    debs+=("$deb")
+  done
+  changes=$(find "$dir/src" -maxdepth 1 -name "kvelect_${version}_*.changes" | head -n 1)
+  [[ -n $changes ]] || fail "dpkg-buildpackage wrote no .changes file"
+
+  # Lintian over the .changes (every package and the .buildinfo): no error, no warning.
+  start=$SECONDS
+  local lint status=0
+  lint=$(lintian --fail-on error,warning --display-info "$changes" 2>&1) || status=$?
+  grep -v '^running with root privileges is not recommended!$' <<<"$lint" || true
+  ((status == 0)) || fail "lintian reports errors or warnings (above)"
+  echo "lintian: clean ($((SECONDS - start)) s)"
+
+  # Installed without root or chroot: every package unpacked into one tree.
+  local tree=$dir/tree multiarch libdir
+  for deb in "${debs[@]}"; do
+    check_deb_depends "$deb" "$version"
+    dpkg -x "$deb" "$tree"
+  done
+  multiarch=$(dpkg-architecture -q DEB_HOST_MULTIARCH)
+  libdir=$tree/usr/lib/$multiarch
+
+  # The tool: runs from the tree, with the tree's libkvelect, and has its manual page.
+  local out
+  out=$(LD_LIBRARY_PATH=$libdir "$tree/usr/bin/kvelect" --help 2>&1) ||
+    fail "the packaged kvelect --help: $out"
+  check_loads_libkvelect "$tree/usr/bin/kvelect" "$libdir" "$libdir"
+  [[ -f $tree/usr/share/man/man1/kvelect.1.gz ]] || fail "the kvelect package has no kvelect(1)"
+  echo "packaged kvelect --help: $(grep -m 1 -v -e "^NAME" -e "^[[:space:]]*$" <<<"$out")"
+
+  # The pkg-config consumer: the .pc files say prefix=/usr, so pkg-config prefixes the tree to
+  # their paths (PKG_CONFIG_SYSROOT_DIR).
+  copy_consumer "$dir/tests/consumer"
+  (
+    export PKG_CONFIG_SYSROOT_DIR=$tree PKG_CONFIG_PATH=$libdir/pkgconfig
+    meson_setup "$dir/build-pkgconfig" "$dir/tests/consumer" --wrap-mode=nofallback \
+      -Dprometheus=enabled
+    meson_build "$dir/build-pkgconfig"
+  )
+  check_loads_libkvelect "$dir/build-pkgconfig/kvelect-consumer" "$libdir" "$libdir"
+  run_consumer "$dir/build-pkgconfig/kvelect-consumer" "$libdir" yes
+
+  # The CMake consumer, with the tree's /usr as its prefix.
+  cp -R "$ROOT/tests/consumer-cmake" "$dir/tests/"
+  cmake_consumer "$dir/tests/consumer-cmake" "$dir/build-cmake" "$tree/usr" \
+    -DKVELECT_CONSUMER_PROMETHEUS=ON
+  check_loads_libkvelect "$dir/build-cmake/kvelect-consumer" "$libdir" "$libdir"
+  run_consumer "$dir/build-cmake/kvelect-consumer" "$libdir" yes
+}
+
 # The C++ sources that clang-format checks.
 format_files() {
   local dirs=() d
@@ -481,7 +616,7 @@ steps=("$@")
 ((${#steps[@]})) || steps=("${ALL_STEPS[@]}")
 for s in "${steps[@]}"; do
   case $s in
-  subproject | install | cmake | format | tidy | docs) ;;
+  subproject | install | cmake | deb | format | tidy | docs) ;;
   *) fail "unknown step '$s' (steps: ${ALL_STEPS[*]})" ;;
   esac
 done
