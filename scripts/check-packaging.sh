@@ -5,7 +5,8 @@
 #   install     kvelect installs (shared + static) into a temporary prefix; the installed tree is
 #               complete, each public header compiles on its own, kvelect.pc is valid, and
 #               tests/consumer builds against it through pkg-config (shared and static) and runs;
-#               -lnats once in `pkg-config --static`; bin/kvelect runs without LD_LIBRARY_PATH
+#               -lnats once in `pkg-config --static`; bin/kvelect runs without LD_LIBRARY_PATH;
+#               tests/consumer includes every installed header
 #   cmake       tests/consumer-cmake builds with find_package(kvelect) against the install step's
 #               tree (shared, static, the prometheus component, a moved copy) and runs; a missing
 #               component and an incompatible version fail find_package
@@ -274,6 +275,16 @@ step_install() {
       fail "installed header kvelect/$name does not compile on its own"
   done
   echo "each installed header compiles on its own"
+
+  # tests/consumer includes every installed header, so that what a header needs from the package
+  # (fmt for format.hpp) is tried by each consumer build, not only by the compile above.
+  local not_included=()
+  for h in "$PREFIX"/include/kvelect/*.hpp; do
+    name=$(basename "$h")
+    grep -q "^#include <kvelect/$name>" "$ROOT/tests/consumer/main.cpp" || not_included+=("$name")
+  done
+  ((${#not_included[@]} == 0)) ||
+    fail "tests/consumer/main.cpp does not include: ${not_included[*]}"
 
   # kvelect.pc: valid, the project's version, fmt public (format.hpp), libnats private.
   pkg-config --validate kvelect || fail "kvelect.pc does not validate"

@@ -10,6 +10,7 @@
 #include <kvelect/export.hpp>
 #include <kvelect/format.hpp>
 #include <kvelect/kvelect.hpp>
+#include <kvelect/log.hpp>
 #include <kvelect/nats.hpp>
 #include <kvelect/options.hpp>
 #include <kvelect/state.hpp>
@@ -48,6 +49,8 @@ int main() {
   check(kvelect::valid_key("a.b"), "valid_key(\"a.b\")");
   check(kvelect::to_string(kvelect::State::Leader) == "leader", "to_string(State::Leader)");
   check(std::string_view(KVELECT_VERSION).size() > 0, "KVELECT_VERSION");
+  check(kvelect::to_string(kvelect::LogLevel::warning) == "warning",
+        "to_string(LogLevel::warning)");
 
   // format.hpp's formatters: fmt::format is compiled in libfmt, so this links only if the
   // package passes fmt on to its users.
