@@ -396,7 +396,7 @@ DEB_PACKAGES=(libkvelect0 libkvelect-prometheus0 libkvelect-dev libkvelect-prome
 declare -A DEB_DEPENDS=(
   [libkvelect0]="libfmt9 libnats3.4 libstdc++6"
   [libkvelect-prometheus0]="libkvelect0 libprometheus-cpp-core1.0"
-  [libkvelect-dev]="libkvelect0:(=VERSION) libfmt-dev libnats-dev"
+  [libkvelect-dev]="libkvelect0:(=VERSION) libfmt-dev libnats-dev libssl-dev"
   [libkvelect-prometheus-dev]="libkvelect-dev:(=VERSION) libkvelect-prometheus0:(=VERSION) prometheus-cpp-dev"
   [kvelect]="libkvelect0"
 )
