@@ -40,6 +40,8 @@ void add_connection_flags(CLI::App* app, CommonOptions& c, const std::string& gr
                   "NATS server URL; repeat the flag or separate URLs with commas (default: the "
                   "context's, else nats://127.0.0.1:4222)")
       ->delimiter(',')
+      // One URL list per occurrence: `info --server URL KEY` must leave KEY to the command.
+      ->allow_extra_args(false)
       ->type_name("URL")
       ->envname("NATS_URL")
       ->group(group);

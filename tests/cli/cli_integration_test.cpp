@@ -806,6 +806,19 @@ TEST_F(Cli, GlobalFlagsMayComeBeforeTheCommand) {
   EXPECT_TRUE(contains(r.out, "Bucket    " + bucket_)) << r.output();
 }
 
+// `--server` takes one URL list per occurrence: a positional argument after it belongs to the
+// command (here the election filter of `info`), not to the server list.
+TEST_F(Cli, APositionalAfterServerBelongsToTheCommand) {
+  make_bucket();
+  Result r =
+      run_kvelect({"info", "-b", bucket_, "--server", server_->url(), "^nothing$"}, dir_.path());
+  EXPECT_EQ(r.code, 0) << r.output();
+  EXPECT_TRUE(contains(r.out, "no elections match '^nothing$'")) << r.output();
+  r = run_kvelect({"info", "--server", server_->url(), "-b", bucket_, "^nothing$"}, dir_.path());
+  EXPECT_EQ(r.code, 0) << r.output();
+  EXPECT_TRUE(contains(r.out, "no elections match '^nothing$'")) << r.output();
+}
+
 TEST_F(Cli, BucketFromKvelectBucketEnvironmentVariable) {
   make_bucket();
   ::setenv("KVELECT_BUCKET", bucket_.c_str(), 1); // inherited by the kvelect started here
