@@ -2,26 +2,13 @@
 #include "kv.hpp"
 
 #include "handles.hpp"
-
-#include <fmt/format.h>
+#include "status.hpp"
 
 namespace kvelect::detail {
 namespace {
 
 bool contains(std::string_view text, std::string_view part) {
   return text.find(part) != std::string_view::npos;
-}
-
-std::string last_error_text(natsStatus status) {
-  // cnats keeps the thread's last error text and does not clear it on a timeout: only a generic
-  // NATS_ERR carries a fresh text (e.g. a failed revision check). Anything else is its status.
-  if (status != NATS_ERR)
-    return natsStatus_GetText(status);
-  natsStatus last = NATS_OK;
-  const char* text = nats_GetLastError(&last);
-  if (text != nullptr && *text != '\0')
-    return text;
-  return natsStatus_GetText(status);
 }
 
 class CnatsPort final : public KvPort {
@@ -40,7 +27,7 @@ public:
       return {Outcome::ok, revision, 0, false, Errc::ok, {}};
     // The error text must be read on this thread, right after the call (cnats keeps it per
     // thread), before any other cnats call overwrites it.
-    return classify_failure(status, last_error_text(status));
+    return classify_failure(status, fresh_error_text(status));
   }
 
   ReadResult read(std::string_view key) override {
@@ -54,7 +41,7 @@ public:
       return result;
     }
     if (status != NATS_OK) {
-      const WriteResult failure = classify_failure(status, last_error_text(status));
+      const WriteResult failure = classify_failure(status, fresh_error_text(status));
       result.outcome = failure.outcome == Outcome::lost_race ? Outcome::retryable : failure.outcome;
       result.code = failure.code;
       result.message = failure.message;
@@ -71,38 +58,6 @@ public:
 private:
   kvStore* bucket_;
 };
-
-} // namespace
-
-namespace {
-
-// A status in words, for messages: cnats' own texts are capitalised labels ("Timeout"), which
-// read badly after a colon and doubled up as "Timeout (Timeout)" when the error text was the
-// status text itself.
-std::string plain_status_text(natsStatus status) {
-  switch (status) {
-  case NATS_TIMEOUT: return "no reply within the request timeout";
-  case NATS_CONNECTION_CLOSED: return "the connection is closed";
-  case NATS_CONNECTION_DISCONNECTED: return "disconnected from the server";
-  case NATS_NO_RESPONDERS: return "no responders (no stream leader, or no such stream)";
-  case NATS_IO_ERROR: return "input/output error on the connection";
-  case NATS_STALE_CONNECTION: return "stale connection";
-  case NATS_NOT_YET_CONNECTED: return "not connected yet";
-  case NATS_SLOW_CONSUMER: return "slow consumer";
-  default: return natsStatus_GetText(status);
-  }
-}
-
-// The failure's message: cnats' error text when it says more than the bare status (a generic
-// NATS_ERR adds nothing to its text), else the status in words.
-std::string failure_message(natsStatus status, std::string_view text) {
-  const std::string_view label = natsStatus_GetText(status);
-  if (text.empty() || text == label)
-    return plain_status_text(status);
-  if (status == NATS_ERR)
-    return std::string(text);
-  return fmt::format("{} ({})", text, plain_status_text(status));
-}
 
 } // namespace
 
@@ -133,23 +88,22 @@ WriteResult classify_failure(int nats_status, std::string_view text) {
     r.code = Errc::permission_denied;
   } else if (status == NATS_TIMEOUT) {
     r.outcome = Outcome::unknown; // the request may have been applied; re-check before deciding
-    r.code = Errc::timeout;
+    r.code = errc_of(status);
   } else if (status == NATS_CONNECTION_CLOSED) {
     r.outcome = Outcome::fatal;
-    r.code = Errc::connection_closed;
+    r.code = errc_of(status);
   } else if (status == NATS_NO_RESPONDERS) {
     // No stream answered: a stream leader election in progress, or a deleted bucket. The loop
     // probes the bucket to tell which.
     r.outcome = Outcome::retryable;
     r.code = Errc::request_failed;
     r.no_responders = true;
-  } else if (status == NATS_CONNECTION_DISCONNECTED || status == NATS_IO_ERROR ||
-             status == NATS_STALE_CONNECTION || status == NATS_NOT_YET_CONNECTED) {
-    r.outcome = Outcome::unknown;
+  } else if (link_failure(status)) {
+    r.outcome = Outcome::unknown; // sent or not: the link broke around it
     r.code = Errc::request_failed;
   } else {
-    r.outcome = Outcome::unknown;
-    r.code = Errc::nats_error;
+    r.code = errc_of(status);
+    r.outcome = r.code == Errc::permission_denied ? Outcome::fatal : Outcome::unknown;
   }
   return r;
 }

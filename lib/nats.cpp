@@ -3,6 +3,7 @@
 
 #include "handles.hpp"
 #include "nkey.hpp"
+#include "status.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -21,36 +22,15 @@
 namespace kvelect {
 namespace {
 
-// cnats prefixes some texts with where it set them ("(conn.c:1905): Authorization Violation"):
-// kvelect's messages are for operators, so that goes.
-std::string plain(std::string text) {
-  if (text.size() > 2 && text[0] == '(') {
-    const auto end = text.find("): ");
-    if (end != std::string::npos && text.find(".c:") < end)
-      text.erase(0, end + 3);
-  }
-  return text;
-}
-
-std::string last_error(natsStatus status) {
-  natsStatus ignored = NATS_OK;
-  const char* text = nats_GetLastError(&ignored);
-  return (text != nullptr && *text != '\0') ? plain(text) : std::string(natsStatus_GetText(status));
+// The text of a failed call's error: cnats' own words about it if it left any, else the status
+// in words.
+std::string error_text(natsStatus status) {
+  std::string text = detail::fresh_error_text(status);
+  return text.empty() ? detail::plain_status_text(status) : text;
 }
 
 [[noreturn]] void throw_status(natsStatus status, const std::string& what) {
-  Errc code = Errc::nats_error;
-  switch (status) {
-  case NATS_NO_SERVER:
-  case NATS_NOT_FOUND: code = Errc::not_found; break;
-  case NATS_TIMEOUT: code = Errc::timeout; break;
-  case NATS_CONNECTION_CLOSED: code = Errc::connection_closed; break;
-  case NATS_INVALID_ARG: code = Errc::invalid_argument; break;
-  case NATS_CONNECTION_AUTH_FAILED:
-  case NATS_NOT_PERMITTED: code = Errc::permission_denied; break;
-  default: break;
-  }
-  throw Error(code, fmt::format("{}: {}", what, last_error(status)));
+  throw Error(detail::errc_of(status), fmt::format("{}: {}", what, error_text(status)));
 }
 
 void check(natsStatus status, const std::string& what) {
@@ -101,7 +81,8 @@ std::string connection_error(natsConnection* nc) {
   const natsStatus status = natsConnection_GetLastError(nc, &text);
   if (status == NATS_OK)
     return {};
-  return text != nullptr && *text != '\0' ? plain(text) : natsStatus_GetText(status);
+  return text != nullptr && *text != '\0' ? detail::without_source_location(text)
+                                          : detail::plain_status_text(status);
 }
 
 void deliver(natsConnection* nc, CallbackState* state, ConnectionEvent::Kind kind) {
@@ -321,7 +302,7 @@ Connection Connection::connect(const ConnectOptions& options) {
     const bool tls = uses_tls(options, servers);
     if (tls && options.tls_cert_file.empty() && connected != NATS_SSL_ERROR &&
         connected != NATS_NO_SERVER && connected != NATS_CONNECTION_AUTH_FAILED) {
-      const std::string text = last_error(connected);
+      const std::string text = error_text(connected);
       throw Error(Errc::nats_error,
                   fmt::format("cannot connect to {}: {} (over TLS without a client certificate: "
                               "does the server require one?)",
@@ -487,7 +468,7 @@ BucketInfo bucket_info(kvStore* bucket) {
     throw Error(Errc::not_found, fmt::format("bucket '{}' does not exist", kvStore_Bucket(bucket)));
   if (status != NATS_OK)
     throw Error(Errc::bucket_unavailable, fmt::format("cannot read bucket '{}' status: {}",
-                                                      kvStore_Bucket(bucket), last_error(status)));
+                                                      kvStore_Bucket(bucket), error_text(status)));
   BucketInfo info;
   info.name = kvStatus_Bucket(owned.get());
   // kvStatus_TTL reports the stream's MaxAge, in nanoseconds.
