@@ -155,8 +155,12 @@ protected:
     words.insert(words.end(), rest.begin(), rest.end());
     return words;
   }
+  // A one-shot command (info, bucket, evict): a generous request timeout, since its default (5 s)
+  // was exceeded on a loaded 2-core machine ("cannot open bucket: Timeout").
   Result kvelect(std::vector<std::string> words, const std::vector<std::string>& rest) {
-    return run_kvelect(cmd(std::move(words), rest), dir_.path());
+    std::vector<std::string> with_timeout = {"--timeout", "20s"};
+    with_timeout.insert(with_timeout.end(), rest.begin(), rest.end());
+    return run_kvelect(cmd(std::move(words), with_timeout), dir_.path());
   }
   Kvelect& start(const std::string& label, std::vector<std::string> words,
                  const std::vector<std::string>& rest, bool append = false) {
