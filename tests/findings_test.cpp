@@ -67,6 +67,8 @@ protected:
   std::unique_ptr<Election> member(const Bucket& bucket, const std::string& name,
                                    std::vector<Option> extra = {}) {
     std::vector<Option> options{SkipValidation(), WithStartupSplay(0ms)};
+    for (auto& option : design_options())
+      options.push_back(option);
     return std::make_unique<Election>(name, "job", bucket.get(), concat(options, extra));
   }
 
