@@ -227,8 +227,9 @@ TEST_F(FeaturesTest, ASameNameTwinWaitsOutTheOtherTwinsLease) {
 // must not announce a win while the lease of the renewal it missed runs (it used to count its
 // guard from the last time it had seen the leader, before that renewal). This schedule did not
 // reproduce the overlap against the old protocol (918c731: the candidate's late sighting of the
-// vacancy came after the lease anyway); tests/sim's F2 scenario does. It stays as a safety test
-// of the real drivers over a partition of both members.
+// vacancy came after the lease anyway); tests/sim's F2 scenario and
+// FindingsTest.ACandidateThatMissedARenewalWaitsOutItsLease (tests/findings_test.cpp) do. It
+// stays as a safety test of the real drivers over a partition of both members.
 TEST_F(FeaturesTest, ACandidateThatMissedARenewalWaitsOutTheWholeLease) {
   auto bucket = make_bucket(*connection_, 5s);
   const std::string name = bucket.info().name;
