@@ -1008,6 +1008,42 @@ TEST_F(Cli, MetricsAreServedWhileCampaigning) {
   EXPECT_EQ(a.wait(20s), 0) << a.output();
 }
 
+// The same flag on the other commands that campaign: each serves its election's series.
+TEST_F(Cli, RunAndFileServeMetricsToo) {
+  make_bucket();
+  const std::regex served(R"(serving metrics at http://127\.0\.0\.1:(\d+)/metrics)");
+  for (const std::string command : {"run", "file"}) {
+    std::vector<std::string> args =
+        kFast + std::vector<std::string>{"--name", command, "--metrics", "127.0.0.1:0", command};
+    if (command == "run")
+      args.insert(args.end(), {"--", "sleep", "1000"});
+    else
+      args.push_back(dir_.file("file.leader"));
+    Kvelect& member = start(command, {command}, args);
+    std::smatch match;
+    ASSERT_TRUE(eventually([&] {
+      const std::string err = member.err();
+      return contains(err, "without Prometheus support") || std::regex_search(err, match, served);
+    })) << member.output();
+    if (contains(member.err(), "without Prometheus support"))
+      GTEST_SKIP() << "kvelect was built without prometheus-cpp";
+    const std::string err = member.err();
+    ASSERT_TRUE(std::regex_search(err, match, served)) << member.output();
+    const int port = std::stoi(match[1].str());
+    std::string body;
+    EXPECT_TRUE(eventually([&] {
+      const auto response = kvelect::testing::http_get(port, "/metrics", 5s);
+      body = response ? response->body : "";
+      return response && response->status == 200 &&
+             std::regex_search(body, std::regex(R"(kvelect_leader\{[^}]*election=")" + command +
+                                                R"("[^}]*\} 1)"));
+    })) << command
+        << ": " << body;
+    member.signal(SIGTERM);
+    EXPECT_TRUE(member.wait(20s)) << member.output();
+  }
+}
+
 TEST_F(Cli, WatchServesMetricsOfWhatItSees) {
   make_bucket();
   Kvelect& watch = start("watch", {"watch"}, {"--metrics", "127.0.0.1:0", "--election", "sched"});
