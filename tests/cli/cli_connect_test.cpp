@@ -309,7 +309,8 @@ TEST_F(CliConnect, ConnectionEventLinesWhenTheServerGoesAndComesBack) {
                        fast,
                    dir_.path(), "campaign");
   Kvelect watch(std::vector<std::string>{"watch"} + common, dir_.path(), "watch");
-  Kvelect run(std::vector<std::string>{"run", "--name", "b", "e2"} + common + fast +
+  // --terminate: a lease lost while the server is away stops the command, not run.
+  Kvelect run(std::vector<std::string>{"run", "--terminate", "--name", "b", "e2"} + common + fast +
                   std::vector<std::string>{"--", "sleep", "60"},
               dir_.path(), "run");
   ASSERT_TRUE(eventually([&] { return contains(campaign.out(), "\"event\": \"won\""); }))
@@ -363,9 +364,11 @@ TEST_F(CliConnect, ConnectionEventLinesOfRunFileAndWatchInJson) {
       run_kvelect(std::vector<std::string>{"bucket", "add", "--ttl", "1s"} + common, dir_.path());
   ASSERT_EQ(r.code, 0) << r.output();
   const std::vector<std::string> fast = {"--skip-validation", "--splay", "0"};
-  Kvelect run(std::vector<std::string>{"run", "--log-format", "json", "--name", "a", "e1"} +
-                  common + fast + std::vector<std::string>{"--", "sleep", "60"},
-              dir_.path(), "run");
+  // --terminate: a lease lost while the server is away stops the command, not run.
+  Kvelect run(
+      std::vector<std::string>{"run", "--terminate", "--log-format", "json", "--name", "a", "e1"} +
+          common + fast + std::vector<std::string>{"--", "sleep", "60"},
+      dir_.path(), "run");
   Kvelect file_json(std::vector<std::string>{"file", "--log-format", "json", "--name", "b", "e2",
                                              dir_.file("e2.leader")} +
                         common + fast,
@@ -502,8 +505,10 @@ TEST_F(CliConnect, ClosedLineWhenTheServerRefusesTheReconnect) {
                                             "--skip-validation", "--splay", "0"} +
                        common,
                    dir_.path(), "campaign");
-  Kvelect run(std::vector<std::string>{"run", "--log-format", "json", "--name", "b", "e2",
-                                       "--skip-validation", "--splay", "0"} +
+  // --terminate: a loss before the close stops the command but not run (SIGUSR2 would end
+  // `sleep`, and run with it, before the close).
+  Kvelect run(std::vector<std::string>{"run", "--terminate", "--log-format", "json", "--name", "b",
+                                       "e2", "--skip-validation", "--splay", "0"} +
                   common + std::vector<std::string>{"--", "sleep", "60"},
               dir_.path(), "run");
   Kvelect file(std::vector<std::string>{"file", "--name", "c", "e3", dir_.file("e3.leader"),
