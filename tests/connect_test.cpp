@@ -265,6 +265,8 @@ TEST_F(ConnectTest, NkeyConnectsEveryTime) {
 // connects and uses JetStream; one of an account the server does not know is refused.
 TEST_F(ConnectTest, CredentialsFile) {
   const TestOperator op(dir_.path());
+  if (!TestOperator::available())
+    GTEST_SKIP() << op.error();
   ASSERT_TRUE(op.ok()) << op.error();
   auto s = server(op.server_config());
   ConnectOptions o;

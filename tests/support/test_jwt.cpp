@@ -158,6 +158,8 @@ TestOperator::TestOperator(const std::string& dir) : operator_jwt_path_(dir + "/
 #endif
 }
 
+bool TestOperator::available() { return KVELECT_TEST_HAVE_LIBCRYPTO != 0; }
+
 std::string TestOperator::server_config() const {
   return "operator: \"" + operator_jwt_path_ + "\"\nsystem_account: " + system_.public_key +
          "\nresolver: MEMORY\nresolver_preload: {\n  " + system_.public_key + ": \"" + system_jwt_ +

@@ -26,6 +26,8 @@ public:
   // Makes the keys and JWTs; writes the operator JWT into `dir` (which must exist). ok() tells
   // whether it worked (error() says why not, e.g. no libcrypto in this build).
   explicit TestOperator(const std::string& dir);
+  // Whether this build can make them (the test support was built with libcrypto).
+  static bool available();
   bool ok() const { return error_.empty(); }
   const std::string& error() const { return error_; }
 
