@@ -3,6 +3,7 @@
 // mutual TLS against real nats-servers with credentials made at test time (test_pki.hpp), and
 // the connection event callbacks across a server restart.
 #include "nats_server.hpp"
+#include "test_jwt.hpp"
 #include "test_pki.hpp"
 
 #include <kvelect/error.hpp>
@@ -258,6 +259,28 @@ TEST_F(ConnectTest, NkeyConnectsEveryTime) {
       break;
   }
   EXPECT_EQ(refused, 0);
+}
+
+// Decentralized authentication (operator mode): a .creds file of a user of a JetStream account
+// connects and uses JetStream; one of an account the server does not know is refused.
+TEST_F(ConnectTest, CredentialsFile) {
+  const TestOperator op(dir_.path());
+  if (!TestOperator::available())
+    GTEST_SKIP() << op.error();
+  ASSERT_TRUE(op.ok()) << op.error();
+  auto s = server(op.server_config());
+  ConnectOptions o;
+  o.servers = {s->url()};
+  o.credentials_file = op.write_user_creds(dir_.path() + "/user.creds");
+  EXPECT_NO_THROW(use(o));
+  o.credentials_file = op.write_unknown_account_creds(dir_.path() + "/stranger.creds");
+  auto [code, what] = connect_error(o);
+  EXPECT_EQ(code, Errc::permission_denied) << what;
+  EXPECT_TRUE(contains(what, "Authorization Violation")) << what;
+  // No credentials at all: refused too (operator mode has no anonymous users).
+  o.credentials_file.clear();
+  std::tie(code, what) = connect_error(o);
+  EXPECT_EQ(code, Errc::permission_denied) << what;
 }
 
 TEST_F(ConnectTest, TlsVerifiesTheServerAgainstTheCa) {

@@ -73,17 +73,23 @@ Bucket open_bucket(const Connection& connection, const CommonOptions& options) {
   }
 }
 
-std::vector<Option> election_options(const ElectionFlags& flags) {
+bool shows_library_line(const ElectionFlags& flags, LogLevel level, std::string_view line) {
+  if (level == LogLevel::error && line.substr(0, 7) == "fatal: ")
+    return false; // the command's own error line (from OnError) says it, with what follows
+  return flags.debug || level >= LogLevel::warning;
+}
+
+std::vector<Option> election_options(const ElectionFlags& flags, const Log& log) {
   std::vector<Option> options;
   if (flags.skip_validation)
     options.push_back(SkipValidation());
   options.push_back(WithStartupSplay(flags.splay));
-  if (flags.debug)
-    options.push_back(WithDebug([](std::string_view line) {
-      // One fwrite per line: stdio locks the stream, so lines do not interleave.
-      const std::string text = fmt::format("debug: {}\n", line);
-      std::fwrite(text.data(), 1, text.size(), stderr);
-    }));
+  // WithLog rather than WithDebug: the same lines, with their level. Called on the campaign
+  // thread; Log writes each line in one locked write, so lines never interleave.
+  options.push_back(WithLog([flags, log](LogLevel level, std::string_view line) {
+    if (shows_library_line(flags, level, line))
+      log.library(level, line);
+  }));
   return options;
 }
 

@@ -3,6 +3,8 @@
 // election options, errors and exit codes, and output helpers.
 #pragma once
 
+#include "log.hpp"
+
 #include <kvelect/election.hpp>
 #include <kvelect/nats.hpp>
 
@@ -60,7 +62,7 @@ struct CommonOptions {
 struct ElectionFlags {
   bool skip_validation = false;
   std::chrono::milliseconds splay{250};
-  bool debug = false;
+  bool debug = false;  ///< the library's info and debug lines too, not only its warnings and errors
   std::string metrics; ///< --metrics ADDR: serve Prometheus metrics there; empty: none
 };
 
@@ -77,8 +79,13 @@ Connection connect(const CommonOptions& options);
 /// Opens the bucket; Failure "bucket 'X' does not exist" when it is missing.
 Bucket open_bucket(const Connection& connection, const CommonOptions& options);
 
-/// Options for kvelect::Election from the advanced flags (debug lines go to stderr).
-std::vector<Option> election_options(const ElectionFlags& flags);
+/// Options for kvelect::Election from the advanced flags. The library's lines (WithLog) go to
+/// `log` with their level: warnings and errors always, info and debug with --debug; its
+/// "fatal: ..." lines not at all, since every command reports a fatal error itself (OnError).
+std::vector<Option> election_options(const ElectionFlags& flags, const Log& log);
+
+/// Whether election_options() passes a library line of `level` saying `line` on to the log.
+bool shows_library_line(const ElectionFlags& flags, LogLevel level, std::string_view line);
 
 /// A message for a kvelect::Error, with a hint where one helps (e.g. --skip-validation).
 std::string describe(const Error& error);

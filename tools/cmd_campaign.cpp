@@ -23,6 +23,8 @@ int campaign_command(const CampaignOptions& o) {
     emit_line(o.json ? connection_event_campaign_json(line, o.election, member)
                      : connection_event_campaign_text(line));
   });
+  // The library's lines (election_options()) go to stderr, in the format of stdout's events.
+  const Log log(o.json ? LogFormat::json : LogFormat::text, false, o.election, member);
   block_signals();
   EventLoop loop;
   // Each event's line is written (and flushed) on the campaign thread, in the callback itself:
@@ -34,7 +36,8 @@ int campaign_command(const CampaignOptions& o) {
       stdout_gone = true;
   };
   const auto session_ptr = connect_interruptibly(loop, [&] {
-    return std::make_unique<ElectionSession>(o.common, o.flags, o.election, member, loop, print);
+    return std::make_unique<ElectionSession>(o.common, o.flags, log, o.election, member, loop,
+                                             print);
   });
   ElectionSession& session = *session_ptr;
   warn_if_name_leads(session.election(), [](const std::string& warning) {

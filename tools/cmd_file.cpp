@@ -212,13 +212,17 @@ int file_command(const FileOptions& o) {
       break;
     }
     case ElectionEvent::Kind::error:
-      log.error("error", fmt::format("{}{}", event.fatal ? "fatal: " : "", event.error));
+      // A failed request is the library's warning line already (election_options()); a fatal
+      // error, which ends the command, is reported here.
+      if (event.fatal)
+        log.error("error", "fatal: " + event.error);
       break;
     case ElectionEvent::Kind::campaign: break;
     }
   };
   auto session = connect_interruptibly(loop, [&] {
-    return std::make_unique<ElectionSession>(o.common, o.flags, election, member, loop, announce);
+    return std::make_unique<ElectionSession>(o.common, o.flags, log, election, member, loop,
+                                             announce);
   });
   warn_if_name_leads(session->election(), [&](const std::string& w) { log.error("warning", w); });
   std::unique_ptr<MetricsServer> metrics; // after the session: destroyed before the election

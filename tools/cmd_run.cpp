@@ -219,7 +219,10 @@ int run_command(const RunOptions& o) {
       break;
     }
     case ElectionEvent::Kind::error:
-      log.error("error", fmt::format("{}{}", event.fatal ? "fatal: " : "", event.error));
+      // A failed request is the library's warning line already (election_options()); a fatal
+      // error, which ends the command, is reported here.
+      if (event.fatal)
+        log.error("error", "fatal: " + event.error);
       break;
     case ElectionEvent::Kind::campaign: break;
     }
@@ -240,8 +243,8 @@ int run_command(const RunOptions& o) {
     });
   };
   auto session = connect_interruptibly(loop, [&] {
-    return std::make_unique<ElectionSession>(o.common, o.flags, o.election, member, loop, announce,
-                                             settle);
+    return std::make_unique<ElectionSession>(o.common, o.flags, log, o.election, member, loop,
+                                             announce, settle);
   });
   warn_if_name_leads(session->election(), [&](const std::string& w) { log.error("warning", w); });
   std::unique_ptr<MetricsServer> metrics; // after the session: destroyed before the election

@@ -6,6 +6,7 @@
 #include "duration.hpp"
 #include "event_loop.hpp"
 #include "json.hpp"
+#include "metrics.hpp"
 #include "startup.hpp"
 #include "timefmt.hpp"
 #include "watch_tracker.hpp"
@@ -90,10 +91,21 @@ std::string activity_json(const WatchTracker::Activity& a) {
   return json.str();
 }
 
+// Whether the key names a leader after `a`.
+bool leads_after(const WatchTracker::Activity& a) {
+  switch (a.kind) {
+  case WatchTracker::Kind::current: return a.leader.has_value();
+  case WatchTracker::Kind::won:
+  case WatchTracker::Kind::renewed: return true;
+  default: return false;
+  }
+}
+
 } // namespace
 
 int watch_command(const WatchOptions& o) {
   using namespace std::chrono;
+  require_metrics_support(o.metrics);
   set_connection_event_sink([&o](const ConnectionEventLine& line) {
     emit_line(o.json ? connection_event_watch_json(line) : connection_event_watch_text(line));
   });
@@ -105,6 +117,11 @@ int watch_command(const WatchOptions& o) {
     return std::pair<Connection, Bucket>(std::move(c), std::move(b));
   });
   const milliseconds ttl = bucket.info().ttl;
+  std::unique_ptr<WatchMetrics> metrics;
+  if (!o.metrics.empty()) {
+    metrics = serve_watch_metrics(o.metrics);
+    write_line(stderr, fmt::format("kvelect: serving metrics at {}", metrics->url()));
+  }
 
   auto make_watcher = [&]() -> WatcherPtr {
     kvWatcher* raw = nullptr;
@@ -128,9 +145,12 @@ int watch_command(const WatchOptions& o) {
                           o.common.bucket, format_duration(ttl)));
 
   auto print = [&](const std::vector<WatchTracker::Activity>& activities) {
-    for (const auto& a : activities)
+    for (const auto& a : activities) {
       if (!emit_line(o.json ? activity_json(a) : activity_text(a, ttl)))
         return false;
+      if (metrics)
+        metrics->saw(a.election, to_string(a.kind), leads_after(a));
+    }
     return true;
   };
 

@@ -47,6 +47,7 @@ struct WatchOptions {
   CommonOptions common;
   std::string election; ///< empty: every key of the bucket
   bool json = false;    ///< --json or --log-format json
+  std::string metrics;  ///< --metrics ADDR; empty: none
 };
 
 struct EvictOptions {

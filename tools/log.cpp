@@ -69,6 +69,16 @@ void Log::error(std::string_view event, const std::string& message,
   write("error", event, message, fields);
 }
 
+void Log::library(LogLevel level, std::string_view line) const {
+  const std::string_view name = to_string(level);
+  if (format_ == LogFormat::json) {
+    write(name, "library", std::string(line), {});
+    return;
+  }
+  write_line(stderr, fmt::format("{} kvelect: {}: {}", rfc3339(std::chrono::system_clock::now()),
+                                 name, line));
+}
+
 void log_connection_events(const Log& log) {
   set_connection_event_sink([log](const ConnectionEventLine& line) {
     const char* kind = to_string(line.event.kind);

@@ -5,6 +5,8 @@
 // before log() returns.
 #pragma once
 
+#include <kvelect/log.hpp>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -46,6 +48,11 @@ public:
   /// A problem; always printed.
   void error(std::string_view event, const std::string& message,
              const std::vector<LogField>& fields = {}) const;
+
+  /// A line of the library's (WithLog), with its level; printed whatever --quiet says (the
+  /// caller chooses the levels). Text: "<time> kvelect: <level>: <line>"; JSON: "level" is the
+  /// line's, "event" is "library".
+  void library(LogLevel level, std::string_view line) const;
 
   /// The line as written (without the newline); for tests.
   std::string format(std::string_view level, std::string_view event, const std::string& message,

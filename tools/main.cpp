@@ -128,7 +128,9 @@ void add_election_flags(CLI::App* app, ElectionFlags& f) {
                "upper bound of the random delay before the first "
                "campaign (0 disables it)")
       ->group(kAdvancedGroup);
-  app->add_flag("--debug", f.debug, "print the library's debug lines to stderr")
+  app->add_flag("--debug", f.debug,
+                "also log the library's info and debug lines (its warnings and errors are "
+                "always logged)")
       ->group(kAdvancedGroup);
   app->add_option("--metrics", f.metrics,
                   "serve the election's Prometheus metrics at http://ADDR/metrics (e.g. "
@@ -437,6 +439,13 @@ int real_main(int argc, char** argv) {
   watch->add_flag("--json", watch_options.json, "one JSON object per line (--log-format json)")
       ->group(kOptionsGroup);
   add_log_format(watch, [&](LogFormat f) { watch_options.json = f == LogFormat::json; });
+  watch
+      ->add_option("--metrics", watch_options.metrics,
+                   "serve counts of the activity seen at http://ADDR/metrics (e.g. "
+                   "127.0.0.1:9464; port 0 picks one)" +
+                       std::string(metrics_supported() ? "" : "; not in this build"))
+      ->type_name("ADDR")
+      ->group(kAdvancedGroup);
   add_common(watch, watch_options.common);
   watch->footer(kExitStatus);
   formatter->document(

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// --metrics ADDR of the commands that campaign (run, file, campaign): the election's Prometheus
-// metrics (include/kvelect/prometheus.hpp) served on ADDR at /metrics, when kvelect was built
-// with prometheus-cpp.
+// --metrics ADDR of the long-running commands, served on ADDR at /metrics when kvelect was built
+// with prometheus-cpp: the election's metrics (include/kvelect/prometheus.hpp) for the commands
+// that campaign (run, file, campaign), and counts of what it saw for watch.
 #pragma once
 
 #include <kvelect/election.hpp>
@@ -19,6 +19,17 @@ public:
   virtual std::string url() const = 0;
 };
 
+/// What `watch` serves: its own series, from the activity it prints.
+class WatchMetrics {
+public:
+  virtual ~WatchMetrics() = default;
+  /// As MetricsServer::url().
+  virtual std::string url() const = 0;
+  /// One printed activity: `kvelect_watch_events_total{election, event}` counts it, and
+  /// `kvelect_watch_leader{election}` becomes `leading` (1: the key names a leader, 0: vacant).
+  virtual void saw(const std::string& election, const std::string& event, bool leading) = 0;
+};
+
 /// True if this kvelect was built with Prometheus support.
 bool metrics_supported();
 
@@ -28,5 +39,8 @@ void require_metrics_support(const std::string& address);
 /// Starts serving on `address` ("127.0.0.1:9464", "[::1]:9464", "0.0.0.0:0"). Throws UsageError
 /// when kvelect was built without Prometheus support, Failure when the address cannot be bound.
 std::unique_ptr<MetricsServer> serve_metrics(const std::string& address, const Election& election);
+
+/// Starts serving watch's series on `address`; errors as serve_metrics().
+std::unique_ptr<WatchMetrics> serve_watch_metrics(const std::string& address);
 
 } // namespace kvelect::cli

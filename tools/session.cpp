@@ -13,8 +13,8 @@ bool ElectionSession::ends_campaign(const Error& error) {
 }
 
 ElectionSession::ElectionSession(const CommonOptions& common, const ElectionFlags& flags,
-                                 std::string election, std::string member, EventLoop& loop,
-                                 Announcer announce, Announcer settle)
+                                 const Log& log, std::string election, std::string member,
+                                 EventLoop& loop, Announcer announce, Announcer settle)
     : member_(std::move(member)), key_(std::move(election)), bucket_name_(common.bucket),
       connection_(connect(common)), bucket_(open_bucket(connection_, common)) {
   // The callbacks run on the campaign thread: they announce the event (its line) and post it to
@@ -35,7 +35,7 @@ ElectionSession::ElectionSession(const CommonOptions& common, const ElectionFlag
     Election* e = self_.load();
     return e != nullptr ? e->state() : State::Unknown;
   };
-  std::vector<Option> options = election_options(flags);
+  std::vector<Option> options = election_options(flags, log);
   options.push_back(OnWon([deliver](Token token) {
     ElectionEvent event;
     event.kind = ElectionEvent::Kind::won;

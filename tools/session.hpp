@@ -26,11 +26,12 @@ using Announcer = std::function<void(const ElectionEvent&)>;
 
 class ElectionSession {
 public:
-  /// Connects, opens the bucket and creates the election (not started). Throws Failure or
-  /// kvelect::Error with a message naming the problem.
-  ElectionSession(const CommonOptions& common, const ElectionFlags& flags, std::string election,
-                  std::string member, EventLoop& loop, Announcer announce = {},
-                  Announcer settle = {});
+  /// Connects, opens the bucket and creates the election (not started); the library's lines go
+  /// to `log` (election_options()). Throws Failure or kvelect::Error with a message naming the
+  /// problem.
+  ElectionSession(const CommonOptions& common, const ElectionFlags& flags, const Log& log,
+                  std::string election, std::string member, EventLoop& loop,
+                  Announcer announce = {}, Announcer settle = {});
   ~ElectionSession();
   ElectionSession(const ElectionSession&) = delete;
   ElectionSession& operator=(const ElectionSession&) = delete;

@@ -1008,6 +1008,85 @@ TEST_F(Cli, MetricsAreServedWhileCampaigning) {
   EXPECT_EQ(a.wait(20s), 0) << a.output();
 }
 
+// The same flag on the other commands that campaign: each serves its election's series.
+TEST_F(Cli, RunAndFileServeMetricsToo) {
+  make_bucket();
+  const std::regex served(R"(serving metrics at http://127\.0\.0\.1:(\d+)/metrics)");
+  for (const std::string command : {"run", "file"}) {
+    std::vector<std::string> args =
+        kFast + std::vector<std::string>{"--name", command, "--metrics", "127.0.0.1:0", command};
+    if (command == "run")
+      args.insert(args.end(), {"--", "sleep", "1000"});
+    else
+      args.push_back(dir_.file("file.leader"));
+    Kvelect& member = start(command, {command}, args);
+    std::smatch match;
+    ASSERT_TRUE(eventually([&] {
+      const std::string err = member.err();
+      return contains(err, "without Prometheus support") || std::regex_search(err, match, served);
+    })) << member.output();
+    if (contains(member.err(), "without Prometheus support"))
+      GTEST_SKIP() << "kvelect was built without prometheus-cpp";
+    const std::string err = member.err();
+    ASSERT_TRUE(std::regex_search(err, match, served)) << member.output();
+    const int port = std::stoi(match[1].str());
+    std::string body;
+    EXPECT_TRUE(eventually([&] {
+      const auto response = kvelect::testing::http_get(port, "/metrics", 5s);
+      body = response ? response->body : "";
+      return response && response->status == 200 &&
+             std::regex_search(body, std::regex(R"(kvelect_leader\{[^}]*election=")" + command +
+                                                R"("[^}]*\} 1)"));
+    })) << command
+        << ": " << body;
+    member.signal(SIGTERM);
+    EXPECT_TRUE(member.wait(20s)) << member.output();
+  }
+}
+
+TEST_F(Cli, WatchServesMetricsOfWhatItSees) {
+  make_bucket();
+  Kvelect& watch = start("watch", {"watch"}, {"--metrics", "127.0.0.1:0", "--election", "sched"});
+  const std::regex served(R"(serving metrics at http://127\.0\.0\.1:(\d+)/metrics)");
+  std::smatch match;
+  ASSERT_TRUE(eventually([&] {
+    const std::string err = watch.err();
+    return contains(err, "without Prometheus support") || std::regex_search(err, match, served);
+  })) << watch.output();
+  if (contains(watch.err(), "without Prometheus support"))
+    GTEST_SKIP() << "kvelect was built without prometheus-cpp";
+  const std::string err = watch.err();
+  ASSERT_TRUE(std::regex_search(err, match, served)) << watch.output();
+  const int port = std::stoi(match[1].str());
+  ASSERT_TRUE(eventually([&] { return contains(watch.out(), "# watching"); })) << watch.output();
+  Kvelect& a =
+      start("a", {"campaign"}, kFast + std::vector<std::string>{"--json", "--name", "a", "sched"});
+  ASSERT_TRUE(eventually([&] { return contains(watch.out(), " won "); })) << watch.output();
+  const auto scrape = [&] {
+    const auto response = kvelect::testing::http_get(port, "/metrics", 5s);
+    return response && response->status == 200 ? response->body : std::string();
+  };
+  std::string body;
+  ASSERT_TRUE(eventually([&] {
+    body = scrape();
+    return std::regex_search(body,
+                             std::regex(R"(kvelect_watch_events_total\{[^}]*election="sched"[^}]*)"
+                                        R"(event="won"[^}]*\} 1)")) &&
+           std::regex_search(body,
+                             std::regex(R"(kvelect_watch_leader\{[^}]*election="sched"[^}]*\} 1)"));
+  })) << body;
+  a.signal(SIGTERM); // releases: the election is vacant
+  EXPECT_EQ(a.wait(20s), 0) << a.output();
+  EXPECT_TRUE(eventually([&] {
+    body = scrape();
+    return std::regex_search(body, std::regex(R"(event="released"[^}]*\} 1)")) &&
+           std::regex_search(body,
+                             std::regex(R"(kvelect_watch_leader\{[^}]*election="sched"[^}]*\} 0)"));
+  })) << body;
+  watch.signal(SIGTERM);
+  EXPECT_EQ(watch.wait(20s), 0) << watch.output();
+}
+
 TEST_F(Cli, WatchAndCampaignTakeLogFormatJson) {
   make_bucket();
   Kvelect& watch = start("watch", {"watch"}, {"--log-format", "json", "--election", "sched"});

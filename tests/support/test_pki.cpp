@@ -40,6 +40,8 @@ std::uint16_t crc16(const std::vector<std::uint8_t>& data) {
   return crc;
 }
 
+} // namespace
+
 std::string nkey_encode(std::vector<std::uint8_t> data) {
   const std::uint16_t crc = crc16(data);
   data.push_back(static_cast<std::uint8_t>(crc & 0xff));
@@ -61,8 +63,6 @@ std::string nkey_encode(std::vector<std::uint8_t> data) {
     out += alphabet[(buffer << (5 - bits)) & 31];
   return out;
 }
-
-} // namespace
 
 TestPki::TestPki(const std::string& dir)
     : ca(dir + "/ca.pem"), server_cert(dir + "/server.pem"), server_key(dir + "/server.key"),

@@ -6,8 +6,10 @@
 // here as nsc encodes it).
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace kvelect::testing {
 
@@ -37,6 +39,10 @@ struct TestNkey {
   std::string seed;       // "SU..."
   std::string public_key; // "U..."
 };
+
+// An NKey's text (nsc's encoding): base32 (RFC 4648, unpadded) of `data` (the prefix byte(s) and
+// the raw 32-byte key) followed by its CRC-16 (XMODEM), little-endian.
+std::string nkey_encode(std::vector<std::uint8_t> data);
 
 // A fresh user NKey; nullopt (and `error` set) if openssl failed. Scratch files go into `dir`.
 std::optional<TestNkey> make_user_nkey(const std::string& dir, std::string* error = nullptr);
