@@ -2,6 +2,7 @@
 #include "watch.hpp"
 
 #include "handles.hpp"
+#include "status.hpp"
 
 #include <fmt/format.h>
 
@@ -88,13 +89,11 @@ void WatcherPump::run(const std::stop_token& stop) {
     if (stop.stop_requested())
       break;
     if (created != NATS_OK) {
-      natsStatus ignored = NATS_OK;
-      const char* text = nats_GetLastError(&ignored);
-      deliver_(WatchEvent{WatchEvent::Kind::failed,
-                          {},
-                          fmt::format("cannot watch {}: {}", what_,
-                                      text ? text : natsStatus_GetText(created))},
-               std::string());
+      // Read right after the failed call: the text cnats recorded for it, never an older one.
+      const std::string text = failure_message(created, fresh_error_text(created));
+      deliver_(
+          WatchEvent{WatchEvent::Kind::failed, {}, fmt::format("cannot watch {}: {}", what_, text)},
+          std::string());
       std::this_thread::sleep_for(kRetryPause);
       continue;
     }
@@ -110,7 +109,7 @@ void WatcherPump::run(const std::stop_token& stop) {
         deliver_(
             WatchEvent{WatchEvent::Kind::failed,
                        {},
-                       fmt::format("watch of {} failed: {}", what_, natsStatus_GetText(status))},
+                       fmt::format("watch of {} failed: {}", what_, plain_status_text(status))},
             std::string());
         std::this_thread::sleep_for(kRetryPause);
         break;
