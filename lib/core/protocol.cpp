@@ -133,7 +133,7 @@ void Protocol::stop(Time now) {
     const auto revision = held_revision();
     lose(now, "stopped");
     release_wanted_ = revision;
-  } else if (const auto* p = pending(); p != nullptr && now >= guard_until_) {
+  } else if (const auto* p = pending(); p != nullptr && now >= win_guard()) {
     release_wanted_ = p->revision; // a pending win whose guard has passed (see release())
   }
   role_ = Idle{};
@@ -509,7 +509,7 @@ void Protocol::renew(Time now) {
 void Protocol::release(Time now, std::uint64_t revision) {
   if (revision == 0)
     return;
-  if (now < guard_until_) {
+  if (now < win_guard()) {
     // Another member's lease may still run (we won over a delete or a mark and have not waited
     // it out): a release would let the others win at once, without that wait. Leave the key to
     // expire instead ("Release").

@@ -267,7 +267,11 @@ private:
   void set_leader(std::optional<std::string> leader);
   void apply_bucket_facts(Time now, const BucketFacts& facts);
   void apply_ttl(Time now, Duration ttl);
-  void forget_key(Time now, const char* why, bool guard = true);
+  void learn_new_bucket(Time now);
+  void forget_key(Time now, const char* why);
+  [[nodiscard]] Time win_guard() const noexcept {
+    return std::max(guard_until_, bucket_guard_until_);
+  }
   [[nodiscard]] bool can_campaign(Time now) const noexcept;
   [[nodiscard]] bool writing() const noexcept;
   void expect_watch_to_reach(std::uint64_t revision, Time now);
@@ -328,8 +332,13 @@ private:
   Time chain_seen_{};
   std::uint64_t chain_last_revision_ = 0;
   bool chain_unbroken_ = false;
-  Time guard_until_{};             // no win is announced before this ("Takeover guard")
-  Time observer_read_at_ = kNever; // an observer reads the key when its value should expire
+  Time guard_until_{}; // no win is announced before this ("Takeover guard")
+  // After we learned that the bucket was made anew: no win is announced before this, not even
+  // over a clean release, whose writer may have started after the re-creation and known nothing
+  // of the old bucket's leader ("Bucket changes").
+  Time bucket_guard_until_{};
+  Time bucket_changed_at_ = kNever; // when we last learned of a new bucket
+  Time observer_read_at_ = kNever;  // an observer reads the key when its value should expire
   Duration observer_retry_{};
   Time next_health_ = kNever;
   Time next_probe_{};

@@ -56,9 +56,7 @@ void Protocol::handle_acquire(Time now, const InFlight& request, const WriteResu
   case Outcome::ok: {
     chained_attempts_ = 0;
     if (w.revision < own_revision_ || w.revision < key_.revision)
-      // A win over a release is clean even so: the release it replaced is in the new bucket.
-      forget_key(now, "a write got a revision below one already seen",
-                 request.vacancy != Vacancy::clean);
+      forget_key(now, "a write got a revision below one already seen");
     own_revision_ = std::max(own_revision_, w.revision);
     // The key holds our name now: a watch that reports an older state (its initial "absent"
     // arriving after the win, a replay) must not override what the write proved.
@@ -81,10 +79,10 @@ void Protocol::handle_acquire(Time now, const InFlight& request, const WriteResu
     p.next_renewal = request.sent + renew_period_;
     // Takeover guard: a vacancy that was not a clean release may hide a holder whose lease
     // still runs; it ends within one TTL of when we first saw the vacancy ("Takeover guard").
-    p.guard_until = request.vacancy == Vacancy::reclaim || kMutant == 2 ? Time{} : guard_until_;
+    p.guard_until = request.vacancy == Vacancy::reclaim || kMutant == 2 ? Time{} : win_guard();
     // The TTL is read when the win is about to be announced: at once, or when the guard ends.
     p.confirm_at = std::max(now, p.guard_until);
-    p.clean = request.vacancy == Vacancy::clean && now >= guard_until_;
+    p.clean = request.vacancy == Vacancy::clean && now >= win_guard();
     if (now < p.guard_until)
       logf(LogLevel::info, "won revision {}, waiting {} ms for a previous holder's lease to end",
            w.revision, ms(p.guard_until - now));
@@ -369,12 +367,11 @@ void Protocol::apply_bucket_facts(Time now, const BucketFacts& facts) {
       logf(LogLevel::warning,
            "the bucket was deleted and made anew: checking that revision {} is still ours",
            p->revision);
-      // A win over a clean release made in the new bucket needs no wait: that release's writer
-      // led in the new bucket, after any lease of the old one had ended.
-      if (!p->clean) {
-        guard_until_ = std::max(guard_until_, now + ttl_);
-        p->guard_until = std::max(p->guard_until, guard_until_);
-      }
+      // Even a win over a clean release made in the new bucket waits: that release's writer may
+      // have started after the re-creation, knowing nothing of the old bucket's leader.
+      learn_new_bucket(now);
+      p->guard_until = std::max(p->guard_until, win_guard());
+      p->clean = false;
       verify = true;
     } else {
       forget_key(now, "the bucket was deleted and made anew");
@@ -401,8 +398,12 @@ void Protocol::apply_ttl(Time now, Duration ttl) {
   bucket_.ttl = ttl;
   campaign_interval_ = std::max<Duration>(ttl_ * 3 / 4, 1ms);
   recompute_timings();
-  // A vacancy's guard counts the longer of the two TTLs: a holder may have counted either.
+  // A vacancy's guard counts the longer of the two TTLs: a holder may have counted either. So
+  // does the wait after a new bucket: a leader of the old one counted the TTL we knew before.
   guard_until_ = std::max(guard_until_, vacancy_seen_ + std::max(old_ttl, ttl_));
+  if (bucket_changed_at_ != kNever)
+    bucket_guard_until_ =
+        std::max(bucket_guard_until_, bucket_changed_at_ + std::max(old_ttl, ttl_));
   if (lowered) {
     // Another member may hold a lease counted with the old TTL, from a write made before now:
     // no win of ours is announced before it has ended ("Bucket changes").
@@ -410,7 +411,7 @@ void Protocol::apply_ttl(Time now, Duration ttl) {
   }
   if (auto* p = pending()) {
     if (!p->clean || lowered)
-      p->guard_until = std::max(p->guard_until, guard_until_);
+      p->guard_until = std::max(p->guard_until, win_guard());
     // Its lease counts the new TTL from the same send time.
     p->lease_end -= (old_ttl - ttl_) + (lease_margin_ - old_margin);
   }
@@ -428,15 +429,18 @@ void Protocol::apply_ttl(Time now, Duration ttl) {
   check_lease(now);
 }
 
-void Protocol::forget_key(Time now, const char* why, bool guard) {
+void Protocol::learn_new_bucket(Time now) {
+  // A leader of the old bucket may still run its lease, within one TTL (the one we knew) of now:
+  // until its next write meets the new bucket it cannot know ("Bucket changes").
+  bucket_changed_at_ = now;
+  bucket_guard_until_ = std::max(bucket_guard_until_, now + ttl_);
+}
+
+void Protocol::forget_key(Time now, const char* why) {
   // Revisions restart in a bucket made anew: what we knew of the key (and our own revisions)
   // belongs to the old one.
   debugf("{}: forgetting what was known of the key", why);
-  if (guard) {
-    // A leader of the old bucket may still run its lease, within one TTL of now.
-    vacancy_seen_ = now;
-    guard_until_ = std::max(guard_until_, now + ttl_);
-  }
+  learn_new_bucket(now);
   key_ = {};
   own_revision_ = 0;
   watch_revision_ = watch_expected_revision_ = 0;

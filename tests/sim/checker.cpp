@@ -137,6 +137,13 @@ void Checker::check_lease_bound(Member& m, Nanos real) {
     return;
   if (real < ttl_grace_until_)
     return; // re-checked when the grace ends
+  if (real < ttl_lowered_until_ && t.link_trouble_at >= ttl_lowered_at_)
+    // A lowered MaxAge shortens the life of the values already written at once; a leader learns
+    // of it at its next bucket read, which a request that timed out or a paused process delays
+    // past the grace: it is cut off as far as the TTL goes (docs/protocol.md, "What it does not
+    // cover"). What must hold meanwhile is (a): a candidate that knew the old TTL keeps its guard
+    // at that length. Re-checked when the old TTL has run.
+    return;
   fail("(b) lease ends before the value can expire",
        fmt::format("{}'s lease ends at {}, but its last applied write (server stamp {}) expires "
                    "at {} with MaxAge {}: {} too late",
@@ -150,9 +157,18 @@ void Checker::on_ttl_change(Nanos real, Nanos old_ttl) {
   // shorten it.
   ttl_grace_until_ =
       std::max(ttl_grace_until_, real + renew_period(old_ttl) + config_.ttl_grace_extra);
-  check_lease_bounds_later(ttl_grace_until_);
-  if (world_.bucket().max_age() < old_ttl)
+  if (world_.bucket().max_age() < old_ttl) {
     ttl_lowered_until_ = std::max(ttl_lowered_until_, real + old_ttl + config_.ttl_grace_extra);
+    ttl_lowered_at_ = real;
+    for (int i = 0; i < world_.members(); ++i) {
+      const Member& m = world_.member(i);
+      Track& t = track_of(m);
+      t.ran_at_lowering = m.core() != nullptr && m.core()->running();
+      t.ttl_at_lowering = m.core() != nullptr ? m.core()->ttl().count() : 0;
+    }
+    check_lease_bounds_later(ttl_lowered_until_);
+  }
+  check_lease_bounds_later(ttl_grace_until_);
 }
 
 void Checker::check_lease_bounds_later(Nanos at) {
@@ -198,13 +214,32 @@ void Checker::on_won(Member& m, Nanos real, std::uint64_t token) {
     const bool old_and_fresh =
         last_wipe_ >= 0 && ((o.token_epoch != epoch && t.run_started >= last_wipe_) ||
                             (token_epoch != epoch && o.run_started >= last_wipe_));
-    if (real < ttl_lowered_until_) {
+    const bool knew_old_ttl = t.ran_at_lowering && t.run_started < ttl_lowered_at_ &&
+                              other.core() != nullptr &&
+                              t.ttl_at_lowering >= other.core()->ttl().count();
+    if (real < ttl_lowered_until_ && !knew_old_ttl) {
       // MaxAge was lowered while the other leads: it may not have learned it yet (cut off, or
-      // within its renewal period), and its lease counts the old TTL (docs/protocol.md, "What it
-      // does not cover").
+      // within its renewal period), and its lease counts the old TTL, which the winner never
+      // knew (docs/protocol.md, "What it does not cover"). A winner that knew the old TTL keeps
+      // its guards at that length and is judged like any other.
       ++documented_;
       world_.note(m.index(), [&] {
         return fmt::format("(documented) overlap with {} after MaxAge was lowered", who(other));
+      });
+      continue;
+    }
+    const bool old_ttl_unseen = o.token_epoch != epoch && token_epoch == epoch && last_wipe_ >= 0 &&
+                                t.run_started < last_wipe_ && other.core() != nullptr &&
+                                other.core()->ttl().count() > t.ttl_at_wipe;
+    if (old_ttl_unseen) {
+      // The old bucket's TTL was raised after the winner last read it, and then the bucket was
+      // wiped: the winner waited out the longest TTL it knew, and nothing in the new bucket tells
+      // it of the longer one (docs/protocol.md, "What it does not cover").
+      ++documented_;
+      world_.note(m.index(), [&] {
+        return fmt::format("(documented) overlap with {}, whose lease counts a TTL of the wiped "
+                           "bucket that this member never read",
+                           who(other));
       });
       continue;
     }
@@ -239,7 +274,15 @@ void Checker::on_won(Member& m, Nanos real, std::uint64_t token) {
     recent_wins_.erase(recent_wins_.begin(), recent_wins_.begin() + 32);
 }
 
-void Checker::on_wipe(Nanos real) { last_wipe_ = real; }
+void Checker::on_link_trouble(Member& m, Nanos real) { track_of(m).link_trouble_at = real; }
+
+void Checker::on_wipe(Nanos real) {
+  last_wipe_ = real;
+  for (int i = 0; i < world_.members(); ++i) {
+    const Member& m = world_.member(i);
+    track_of(m).ttl_at_wipe = m.core() != nullptr ? m.core()->ttl().count() : 0;
+  }
+}
 
 void Checker::on_run_start(Member& m, Nanos real) {
   track_of(m).run_started = real;
@@ -304,6 +347,7 @@ void Checker::on_applied(int member, std::uint64_t incarnation, std::uint64_t se
     return; // a request of a process that crashed meanwhile
   t.has_write = true;
   t.last_stamp = stamp;
+  t.last_applied_real = world_.now();
   t.write_epoch = epoch;
   t.revisions.push_back({seq, epoch});
   if (t.revisions.size() > 256) // only recent ones can be tokens still to announce
@@ -357,8 +401,14 @@ void Checker::on_resign(Member& m, Nanos real, bool led) {
   if (!successor)
     return;
   world_.at(deadline, [this, real, index = m.index(), deadline] {
+    // A successor that took the key and gave it straight back (it stopped, or turned unhealthy)
+    // ended the resigner's cool-down ("Release"): the resigner winning it back fills the vacancy.
+    bool taken_since = false;
+    for (int i = 0; i < world_.members(); ++i)
+      taken_since =
+          taken_since || (i != index && track_of(world_.member(i)).last_applied_real > real);
     for (const auto& win : recent_wins_)
-      if (win.at > real && win.member != index)
+      if (win.at > real && (win.member != index || taken_since))
         return;
     if (world_.now() > calm_to_)
       return;

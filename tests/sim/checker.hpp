@@ -64,6 +64,8 @@ public:
   void on_ttl_change(Nanos real, Nanos old_ttl);
   // The bucket lost its messages without a marker (deleted, or a memory bucket in a restart).
   void on_wipe(Nanos real);
+  // A request of the member timed out, or the process was paused: its view of the bucket may lag.
+  void on_link_trouble(Member& m, Nanos real);
   void on_run_start(Member& m, Nanos real);
   // The schedule promises that every fault and its after-effects are over in [from, to): (f)
   // applies there.
@@ -90,10 +92,19 @@ public:
     std::uint64_t token_epoch = 0; // the bucket incarnation the winning write went to
     Nanos won_at = 0;
     Nanos run_started = 0;
+    // The TTL its core counted with when the bucket was last wiped: the longest lease of the old
+    // bucket it can allow for, if the old bucket's TTL was not raised behind its back.
+    Nanos ttl_at_wipe = 0;
+    // Whether this run had started when MaxAge was last lowered, and the TTL its core knew then:
+    // a member that knew the longer TTL keeps its guards at that length ("Bucket changes").
+    bool ran_at_lowering = false;
+    Nanos ttl_at_lowering = 0;
+    Nanos link_trouble_at = -1; // its last request that timed out, or its last pause
     bool won_in_step = false;
     // Writes of its name by this process that the server applied (b, c).
     bool has_write = false;
     Nanos last_stamp = 0;
+    Nanos last_applied_real = -1; // when the last of them was applied
     std::uint64_t write_epoch = 0;
     struct Applied {
       std::uint64_t seq;
@@ -131,6 +142,7 @@ private:
   // Until then a leader cut off when MaxAge was lowered may still run the lease it counted with
   // the old TTL (docs/protocol.md, "What it does not cover").
   Nanos ttl_lowered_until_ = -1;
+  Nanos ttl_lowered_at_ = -1;
   // (f)
   Nanos calm_from_ = kForever;
   Nanos calm_to_ = kForever;

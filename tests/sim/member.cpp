@@ -144,6 +144,7 @@ void Member::pause(Nanos duration) {
     return;
   paused_ = true;
   note([&] { return fmt::format("fault: process paused (SIGSTOP) for {}", seconds(duration)); });
+  world_.checker().on_link_trouble(*this, world_.now());
   world_.checker().on_eligibility(*this, world_.now());
   world_.after(duration, [this, gen = ++pause_gen_, inc = incarnation_] {
     if (gen != pause_gen_ || inc != incarnation_ || !alive_)
@@ -210,6 +211,7 @@ void Member::set_healthy(bool healthy) {
 void Member::reply(const Request& request, const Reply& reply) { result(request, reply, false); }
 
 void Member::timeout(const Request& request) {
+  world_.checker().on_link_trouble(*this, world_.now());
   Reply reply;
   switch (request.kind) {
   case Request::Kind::write: {

@@ -271,6 +271,31 @@ TEST(SimScenario, F1LoweredTtlShortensTheLease) {
   ASSERT_TRUE(sim.run_for(30 * kSec)); // (b) fails the test if the lease outlives the value
 }
 
+// Seed 2016272: the bucket is made anew while its leader is cut off. A member that starts
+// afterwards knows nothing of the old bucket and wins at once (documented); when it releases,
+// a candidate that knew the old bucket must still wait out the old leader's lease: the release's
+// writer could not have waited for it.
+TEST(SimScenario, AReleaseInANewBucketDoesNotEndTheWaitForTheOldLeader) {
+  Sim sim(scenario_config(kTtl));
+  const int l = sim.add("leader");
+  const int c = sim.add("candidate");
+  elect_first(sim, l, {c});
+  ASSERT_TRUE(sim.next_write_by("leader", kTtl));
+  ASSERT_TRUE(sim.run_for(50 * kMs));
+  sim.world.cut(l, true, true); // the leader's lease runs on; it hears of nothing
+  sim.world.op_delete_bucket();
+  ASSERT_TRUE(sim.run_for(100 * kMs));
+  sim.world.op_create_bucket(kTtl);
+  ASSERT_TRUE(sim.run_for(100 * kMs));
+  const int f = sim.add("fresh");
+  sim.m(f).boot();
+  ASSERT_TRUE(sim.run_until([&] { return sim.world.checker().track(f).won; }, 2 * kSec))
+      << sim.world.trace().tail(60);
+  sim.m(f).api_stop(); // a clean release, written in the new bucket
+  ASSERT_TRUE(sim.run_for(2 * kTtl)); // the checker's (a) fails the test on an overlap
+  EXPECT_EQ(sim.leader(), c) << "the candidate takes over once the old lease has ended";
+}
+
 // Issue 15: the echo of a renewal arrives after its member resigned: the member must not name
 // itself leader (OnNewLeader) on it ((g)).
 TEST(SimScenario, Issue15LateEchoAfterResignNamesNoLeader) {
