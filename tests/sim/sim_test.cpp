@@ -291,7 +291,7 @@ TEST(SimScenario, AReleaseInANewBucketDoesNotEndTheWaitForTheOldLeader) {
   sim.m(f).boot();
   ASSERT_TRUE(sim.run_until([&] { return sim.world.checker().track(f).won; }, 2 * kSec))
       << sim.world.trace().tail(60);
-  sim.m(f).api_stop(); // a clean release, written in the new bucket
+  sim.m(f).api_stop();                // a clean release, written in the new bucket
   ASSERT_TRUE(sim.run_for(2 * kTtl)); // the checker's (a) fails the test on an overlap
   EXPECT_EQ(sim.leader(), c) << "the candidate takes over once the old lease has ended";
 }
