@@ -271,6 +271,37 @@ TEST(SimScenario, F1LoweredTtlShortensTheLease) {
   ASSERT_TRUE(sim.run_for(30 * kSec)); // (b) fails the test if the lease outlives the value
 }
 
+// F4: a memory bucket is lost in a server restart and made anew; its first write gets revision
+// 1 again, the revision the old leader holds. A member started afterwards wins with token 1
+// (documented: it cannot know of the old leader). The old leader must not take its renewal's
+// success over that value as its own lease going on: it learns of the new bucket (its creation
+// time) and stands down, and the checker sees no overlap beyond the documented one.
+TEST(SimScenario, F4MemoryBucketMadeAnewAfterARestart) {
+  WorldConfig config = scenario_config(kTtl);
+  config.memory_bucket = true;
+  Sim sim(config);
+  const int l = sim.add("leader");
+  sim.m(l).boot();
+  ASSERT_TRUE(sim.run_until([&] { return sim.leader() == l; }, 2 * kSec));
+  ASSERT_EQ(sim.world.checker().track(l).token, 1U);
+  sim.world.restart_server(200 * kMs);
+  ASSERT_TRUE(sim.run_for(300 * kMs));
+  sim.world.op_create_bucket(kTtl);
+  ASSERT_TRUE(sim.run_for(10 * kMs));
+  const int f = sim.add("fresh");
+  sim.m(f).boot();
+  ASSERT_TRUE(sim.run_until([&] { return sim.world.checker().track(f).won; }, 2 * kSec));
+  EXPECT_EQ(sim.world.checker().track(f).token, 1U);
+  const Nanos fresh_won = sim.now();
+  // The old leader stands down within a renewal period of the re-creation (it reads the
+  // bucket's creation time once per renewal period).
+  ASSERT_TRUE(sim.run_until([&] { return !sim.world.checker().track(l).won; }, kTtl))
+      << sim.world.trace().tail(60);
+  EXPECT_LE(sim.now() - fresh_won, kTtl * 2 / 3 + kSec);
+  ASSERT_TRUE(sim.run_for(3 * kTtl));
+  EXPECT_TRUE(sim.leader().has_value());
+}
+
 // Seed 2016272: the bucket is made anew while its leader is cut off. A member that starts
 // afterwards knows nothing of the old bucket and wins at once (documented); when it releases,
 // a candidate that knew the old bucket must still wait out the old leader's lease: the release's
