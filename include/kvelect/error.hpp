@@ -21,7 +21,7 @@ enum class Errc : int {
   ttl_too_short = 5,      ///< bucket TTL below the 5 s limit (SkipValidation() lifts it)
   ttl_too_long = 6,       ///< bucket TTL above the 1 h limit (SkipValidation() lifts it)
   invalid_option = 7,     ///< an option value is out of range (negative duration, null policy, ...)
-  connection_closed = 8,  ///< the NATS connection behind the bucket is closed
+  connection_closed = 8,  ///< the NATS connection behind the bucket is closed (fatal)
   already_running = 9,    ///< start() or run() on an election that is running
   bucket_unavailable = 10, ///< the bucket's status could not be read (missing stream, no JetStream)
   request_failed = 11,     ///< a KV request failed; the campaign loop retries (non-fatal)
