@@ -31,7 +31,10 @@ enum class Outcome {
   fatal,     // the loop cannot go on (bucket deleted, permission denied, connection closed)
 };
 
-enum class Op { absent, put, del, purge };
+// expired: the server's expiry marker (nats-server 2.11 limit markers): MaxAge removed the key's
+// last message; the marker is a message of its own, with a revision (docs/protocol.md, "Expiry
+// markers"). Only a driver that checked the marker's header reports it.
+enum class Op { absent, put, del, purge, expired };
 
 struct Entry {
   Op op = Op::absent;
@@ -50,7 +53,9 @@ struct WriteResult {
 
 struct ReadResult {
   Outcome outcome = Outcome::ok;
-  Entry entry; // op == absent: no live value (never written, expired, or a tombstone)
+  // op == absent: no live value (never written, expired, or a tombstone); op == expired: an
+  // expiry marker.
+  Entry entry;
   Errc code = Errc::ok;
   std::string message;
 };

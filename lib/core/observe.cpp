@@ -80,7 +80,8 @@ void Protocol::observe(Time now, const Entry& entry, bool from_watch) {
     const std::string reason = evicted ? "evicted"
                                : entry.op == Op::put
                                    ? fmt::format("key overwritten by '{}'", entry.value)
-                                   : std::string("key deleted");
+                               : entry.op == Op::expired ? std::string("key expired on the server")
+                                                         : std::string("key deleted");
     if (leader() != nullptr) {
       lose(now, reason);
       if (evicted) {
@@ -104,6 +105,7 @@ void Protocol::observe(Time now, const Entry& entry, bool from_watch) {
   case Op::absent: key_.kind = Kind::absent; break;
   case Op::del:
   case Op::purge: key_.kind = Kind::tombstone; break;
+  case Op::expired: key_.kind = Kind::expired; break;
   case Op::put:
     if (entry.value == kReleased)
       key_.kind = Kind::released;
@@ -137,7 +139,11 @@ void Protocol::observe(Time now, const Entry& entry, bool from_watch) {
   }
   // A clean release is written only by a member that led, after its OnLost, and only when no
   // other lease could still run: nothing is left to wait for.
-  if (!seen_before && key_.kind == Kind::released)
+  // An expiry marker: MaxAge removed the key's last message, so every write of it is at least
+  // one TTL old on the server's clock and every lease counted from one has ended; a renewal
+  // still on its way expects an older revision and fails against the marker ("Expiry
+  // markers").
+  if (!seen_before && (key_.kind == Kind::released || key_.kind == Kind::expired))
     guard_until_ = std::min(guard_until_, now);
 
   const auto holder = member_of(entry);

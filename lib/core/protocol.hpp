@@ -182,7 +182,15 @@ public:
 private:
   // What the member believes the key holds (docs/protocol.md, "Key states").
   struct KeyView {
-    enum class Kind { unknown, absent, held, tombstone, released, evicting } kind = Kind::unknown;
+    enum class Kind {
+      unknown,
+      absent,
+      held,
+      tombstone,
+      released,
+      evicting,
+      expired
+    } kind = Kind::unknown;
     std::string value;
     std::uint64_t revision = 0;
     Time observed_at{};

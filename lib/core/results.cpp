@@ -301,8 +301,8 @@ void Protocol::handle_read(Time now, const InFlight& request, const ReadResult& 
     observe(now, entry, false);
   }
   using Kind = KeyView::Kind;
-  const bool vacant =
-      key_.kind == Kind::tombstone || key_.kind == Kind::released || key_.kind == Kind::absent;
+  const bool vacant = key_.kind == Kind::tombstone || key_.kind == Kind::released ||
+                      key_.kind == Kind::absent || key_.kind == Kind::expired;
   auto* c = candidate();
   if (c != nullptr && chained_attempts_ < 2 && vacant) {
     ++chained_attempts_;

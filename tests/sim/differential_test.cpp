@@ -33,6 +33,7 @@ const char* op_name(Op op) {
   case Op::put: return "put";
   case Op::del: return "del";
   case Op::purge: return "purge";
+  case Op::expired: return "expiry marker";
   }
   return "?";
 }
