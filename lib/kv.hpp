@@ -69,7 +69,9 @@ public:
   virtual ReadResult read(std::string_view key) = 0;
 };
 
-std::unique_ptr<KvPort> make_cnats_port(kvStore* bucket);
+struct MarkerCheck; // markers.hpp
+// `markers`: how to recognise the server's expiry markers among read values (none if null).
+std::unique_ptr<KvPort> make_cnats_port(kvStore* bucket, const MarkerCheck* markers = nullptr);
 
 // Classifies a failed cnats call from its status and the thread's last error text.
 WriteResult classify_failure(int nats_status, std::string_view error_text);

@@ -190,4 +190,27 @@ std::optional<MarkerReason> fetch_marker_reason(jsCtx* js, std::string_view stre
   return marker_reason(value);
 }
 
+void MarkerCheck::refine(Entry& entry) const {
+  if (js == nullptr || entry.op != Op::put || !entry.value.empty() || entry.revision == 0)
+    return;
+  const auto reason = fetch_marker_reason(js, stream, entry.revision);
+  if (!reason)
+    return;
+  switch (*reason) {
+  case MarkerReason::max_age: entry.op = Op::expired; break;
+  case MarkerReason::purge: entry.op = Op::purge; break;
+  case MarkerReason::remove: entry.op = Op::del; break;
+  case MarkerReason::none: break;
+  }
+}
+
+MarkerCheck make_marker_check(jsCtx* js, kvStore* bucket) {
+  MarkerCheck check;
+  if (js == nullptr || bucket == nullptr)
+    return check;
+  check.js = js;
+  check.stream = std::string("KV_") + kvStore_Bucket(bucket);
+  return check;
+}
+
 } // namespace kvelect::detail

@@ -4,6 +4,8 @@
 // kvEntry has no headers, so these go through the JetStream API requests themselves.
 #pragma once
 
+#include "kv.hpp"
+
 #include <kvelect/nats.hpp>
 
 #include <chrono>
@@ -48,6 +50,20 @@ MarkerReason marker_reason(std::string_view header_value);
 // cannot be read (gone, no answer): the caller keeps what it knew without it.
 std::optional<MarkerReason> fetch_marker_reason(jsCtx* js, std::string_view stream,
                                                 std::uint64_t sequence);
+
+// Recognises the server's markers among the entries a cnats 3.4 watcher or get reports as
+// values: an empty value is looked up by its revision (the stream sequence) and its
+// Nats-Marker-Reason header read. MaxAge becomes Op::expired ("Expiry markers"); Purge and
+// Remove become a purge and a delete, as ADR-48 says clients should treat them. Without a
+// JetStream context (no WithJetStream), or when the message cannot be read, the entry stays as
+// it was: an empty value, which members treat as a foreign holder (safe, slower).
+struct MarkerCheck {
+  jsCtx* js = nullptr;
+  std::string stream; // KV_<bucket>
+  [[nodiscard]] bool enabled() const noexcept { return js != nullptr; }
+  void refine(Entry& entry) const;
+};
+MarkerCheck make_marker_check(jsCtx* js, kvStore* bucket);
 
 // Small readers of the JetStream API's JSON answers (compact, as the server writes them): the
 // first value of `"key":` in `text`.
