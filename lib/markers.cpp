@@ -2,6 +2,7 @@
 #include "markers.hpp"
 
 #include "handles.hpp"
+#include "status.hpp"
 
 #include <fmt/format.h>
 
@@ -15,13 +16,6 @@ using MsgHandle = Handle<natsMsg, natsMsg_Destroy>;
 // kvelect's Connection uses the default JetStream API prefix (no domain).
 constexpr std::string_view kApiPrefix = "$JS.API.";
 
-std::string status_text(natsStatus status) {
-  natsStatus ignored = NATS_OK;
-  const char* text = nats_GetLastError(&ignored);
-  return (text != nullptr && *text != '\0') ? std::string(text)
-                                            : std::string(natsStatus_GetText(status));
-}
-
 // Sends one JetStream API request and returns the answer's payload.
 std::string api_request(natsConnection* nc, const std::string& subject, const std::string& body,
                         std::chrono::milliseconds timeout, const std::string& what) {
@@ -31,16 +25,16 @@ std::string api_request(natsConnection* nc, const std::string& subject, const st
   const natsStatus status =
       natsConnection_Request(&raw, nc, subject.c_str(), body.data(), static_cast<int>(body.size()),
                              static_cast<std::int64_t>(timeout.count()));
+  // cnats' text about this call, read before any other cnats call on this thread (lib/status.hpp).
+  const std::string text = status == NATS_OK ? std::string() : fresh_error_text(status);
   MsgHandle reply(raw);
-  if (status == NATS_CONNECTION_CLOSED)
-    throw Error(Errc::connection_closed, fmt::format("{}: the connection is closed", what));
   if (status == NATS_TIMEOUT)
     throw Error(Errc::timeout, fmt::format("{}: no answer within {} ms", what, timeout.count()));
   if (status == NATS_NO_RESPONDERS)
     throw Error(Errc::bucket_unavailable,
                 fmt::format("{}: no responders (is JetStream enabled?)", what));
   if (status != NATS_OK)
-    throw Error(Errc::nats_error, fmt::format("{}: {}", what, status_text(status)));
+    throw Error(errc_of(status), fmt::format("{}: {}", what, failure_message(status, text)));
   const char* data = natsMsg_GetData(reply.get());
   return {data != nullptr ? data : "",
           static_cast<std::size_t>(natsMsg_GetDataLength(reply.get()))};
