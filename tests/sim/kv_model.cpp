@@ -31,20 +31,30 @@ void KvModel::expire(Nanos now) {
   // answers: an expiry has no other visible effect (nats-server 2.9 announces none).
   if (max_age_ <= 0 || !exists_)
     return;
-  std::vector<std::string> marked;
+  std::vector<std::pair<Nanos, std::string>> marked; // (removal time, key)
   for (auto it = keys_.begin(); it != keys_.end();) {
-    if (now >= expires_at(it->second)) {
+    const Nanos due = expires_at(it->second);
+    if (now >= due) {
       // With limit markers, the removal of a key's last message leaves a marker; a marker
       // itself goes without one.
       if (markers() && it->second.op != Op::expired)
-        marked.push_back(it->first);
+        marked.emplace_back(due, it->first);
       it = keys_.erase(it);
     } else {
       ++it;
     }
   }
-  for (const auto& key : marked)
-    store(key, Op::expired, {}, now);
+  if (marked.empty())
+    return;
+  // The server places each marker when it removes the message, in that order: evaluated late,
+  // the markers still get the removal times as their stamps (so they expire when the server's
+  // do) and their sequences in removal order (differential_test.cpp, ExpiryMarkers).
+  std::sort(marked.begin(), marked.end());
+  for (const auto& [due, key] : marked)
+    store(key, Op::expired, {}, due);
+  // A marker placed that late may be due itself by now; it goes without a marker, so this
+  // second pass ends the recursion.
+  expire(now);
 }
 
 Nanos KvModel::expires_at(const Message& message) const {
