@@ -142,9 +142,12 @@ void Protocol::observe(Time now, const Entry& entry, bool from_watch) {
   // An expiry marker: MaxAge removed the key's last message, so every write of it is at least
   // one TTL old on the server's clock and every lease counted from one has ended; a renewal
   // still on its way expects an older revision and fails against the marker ("Expiry
-  // markers").
-  if (!seen_before && (key_.kind == Kind::released || key_.kind == Kind::expired))
+  // markers"). One TTL is the current one: after a lowered TTL, a lease counted with the old
+  // one may run on, and the wait for it stays ("A changed TTL").
+  if (!seen_before && key_.kind == Kind::released)
     guard_until_ = std::min(guard_until_, now);
+  if (!seen_before && key_.kind == Kind::expired)
+    guard_until_ = std::max(std::min(guard_until_, now), ttl_lowered_guard_until_);
 
   const auto holder = member_of(entry);
   if (holder && *holder != params_.name)

@@ -408,6 +408,7 @@ void Protocol::apply_ttl(Time now, Duration ttl) {
     // Another member may hold a lease counted with the old TTL, from a write made before now:
     // no win of ours is announced before it has ended ("Bucket changes").
     guard_until_ = std::max(guard_until_, now + old_ttl);
+    ttl_lowered_guard_until_ = std::max(ttl_lowered_guard_until_, now + old_ttl);
   }
   if (auto* p = pending()) {
     if (!p->clean || lowered)
