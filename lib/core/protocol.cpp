@@ -466,7 +466,8 @@ void Protocol::maybe_attempt(Time now, const char* reason) {
     send_write(now, Purpose::acquire, params_.name, key_.revision, Vacancy::clean);
     return;
   case Kind::expired:
-    // The marker is a message: the write expects its revision. No guard ("Expiry markers").
+    // The marker is a message: the write expects its revision. No guard but the wait after a
+    // lowered TTL ("Expiry markers").
     debugf("{}: key expired at revision {} (marker), taking it", reason, key_.revision);
     send_write(now, Purpose::acquire, params_.name, key_.revision, Vacancy::clean);
     return;
