@@ -10,11 +10,18 @@
 // pause of 0.3 s .. 0.3 s + TTL after the previous takeover), so the figures spread between
 // TTL − renew period and TTL (plus a round trip).
 //
+// On a server with expiry markers (nats-server 2.11 and later) the SIGKILL runs are repeated on a
+// bucket with markers (BucketConfig::expiry_markers; the members pass WithJetStream), where the
+// successor takes over when the server's marker announces the expiry (docs/protocol.md, "Expiry
+// markers"). The benchmark watches the key itself and takes the marker's arrival as the moment
+// of the server's expiry: "marker seen → next OnWon" is how long a member takes after it.
+//
 // Settings (flag or $KVELECT_BENCH_<NAME>):
 //   --ttl-ms 2000,5000   bucket TTLs for the SIGKILL runs (below 5 s the members get
 //                        --skip-validation)
 //   --runs 10,5          SIGKILL runs per TTL (one value applies to all TTLs)
 //   --sigterm-runs 10    graceful-stop runs (TTL 5 s); 0 skips them
+//   --markers 1          also the SIGKILL runs on a bucket with expiry markers (0: not)
 //   --members 3          member processes
 //   --member PATH        the member binary (default: the one built with the benchmarks)
 #include "bench_util.hpp"
@@ -27,6 +34,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -192,6 +200,62 @@ struct Scenario {
   std::chrono::milliseconds ttl;
   int members;
   std::string binary;
+  // A bucket with expiry markers: its key is watched for them, through the benchmark's own
+  // connection.
+  kvStore* marker_bucket = nullptr;
+  jsCtx* jetstream = nullptr;
+};
+
+// Watches the election's key of a bucket with expiry markers and logs "<now> server marker <rev>"
+// for each marker as it arrives. cnats 3.4 reports a marker as an empty value (its kvEntry has no
+// headers): the message behind it is read by its revision and its Nats-Marker-Reason checked, as
+// the members do (lib/markers.cpp); the timestamp is taken before that read.
+class MarkerWatch {
+public:
+  MarkerWatch(kvStore* kv, jsCtx* js, const std::string& key, EventLog& log) : log_(log) {
+    kvWatchOptions options;
+    kvWatchOptions_Init(&options);
+    kvbench::check_nats(kvStore_Watch(&watcher_, kv, key.c_str(), &options), "kvStore_Watch");
+    stream_ = std::string("KV_") + kvStore_Bucket(kv);
+    thread_ = std::thread([this, js] { loop(js); });
+  }
+  ~MarkerWatch() {
+    stop_ = true;
+    thread_.join();
+    kvWatcher_Destroy(watcher_);
+  }
+  MarkerWatch(const MarkerWatch&) = delete;
+  MarkerWatch& operator=(const MarkerWatch&) = delete;
+
+private:
+  void loop(jsCtx* js) {
+    while (!stop_) {
+      kvEntry* entry = nullptr;
+      if (kvWatcher_Next(&entry, watcher_, 100) != NATS_OK || entry == nullptr)
+        continue;
+      const std::int64_t at = kvbench::monotonic_ns();
+      const bool empty_put = kvEntry_Operation(entry) == kvOp_Put && kvEntry_ValueLen(entry) == 0;
+      const std::uint64_t revision = kvEntry_Revision(entry);
+      kvEntry_Destroy(entry);
+      if (!empty_put)
+        continue;
+      natsMsg* msg = nullptr;
+      if (js_GetMsg(&msg, js, stream_.c_str(), revision, nullptr, nullptr) != NATS_OK)
+        continue;
+      const char* reason = nullptr;
+      const bool marker = natsMsgHeader_Get(msg, "Nats-Marker-Reason", &reason) == NATS_OK &&
+                          reason != nullptr && std::strcmp(reason, "MaxAge") == 0;
+      natsMsg_Destroy(msg);
+      if (marker)
+        log_.add({at, "server", "marker", std::to_string(revision)});
+    }
+  }
+
+  EventLog& log_;
+  kvWatcher* watcher_ = nullptr;
+  std::string stream_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
 };
 
 // The protocol's renewal period (docs/protocol.md, "Renewal"), for the expected range.
@@ -201,7 +265,8 @@ double renew_period_ms(double ttl) {
 }
 
 struct RunResult {
-  std::vector<double> samples; // ms
+  std::vector<double> samples;      // ms
+  std::vector<double> after_marker; // marker seen → OnWon, ms (a bucket with markers)
   std::vector<std::string> notes;
 };
 
@@ -217,6 +282,9 @@ RunResult run(const Scenario& sc, int runs, int sig) {
     procs[name] = std::make_unique<MemberProcess>(sc.binary, args, log);
   };
   auto is_won = [](const Event& e) { return e.kind == "won"; };
+  std::unique_ptr<MarkerWatch> markers;
+  if (sc.marker_bucket != nullptr)
+    markers = std::make_unique<MarkerWatch>(sc.marker_bucket, sc.jetstream, "failover", log);
   const std::int64_t begin = kvbench::monotonic_ns();
   for (int i = 0; i < sc.members; ++i)
     spawn("m" + std::to_string(i));
@@ -240,8 +308,23 @@ RunResult run(const Scenario& sc, int runs, int sig) {
       result.notes.push_back("run " + std::to_string(r) + ": the stopped member won again?");
     const double t = static_cast<double>(won->ns - t_kill) / 1e6;
     result.samples.push_back(t);
-    std::fprintf(stderr, "  %s %s → %s won after %.1f ms\n", sig == SIGKILL ? "SIGKILL" : "SIGTERM",
+    std::fprintf(stderr, "  %s %s → %s won after %.1f ms", sig == SIGKILL ? "SIGKILL" : "SIGTERM",
                  leader.c_str(), won->member.c_str(), t);
+    if (markers) {
+      // The marker of the dead leader's last value: the last one seen before the win.
+      std::optional<Event> marker;
+      for (const auto& e : log.since(t_kill))
+        if (e.kind == "marker" && e.ns <= won->ns)
+          marker = e;
+      if (marker) {
+        const double m = static_cast<double>(won->ns - marker->ns) / 1e6;
+        result.after_marker.push_back(m);
+        std::fprintf(stderr, ", %.1f ms after the marker (revision %s)", m, marker->arg.c_str());
+      } else {
+        result.notes.push_back("run " + std::to_string(r) + ": won without a marker seen");
+      }
+    }
+    std::fprintf(stderr, "\n");
     procs[leader]->reap();
     // The old leader comes back under its own name, as a restarted service would, and must
     // see the new leader before the next run.
@@ -264,6 +347,26 @@ RunResult run(const Scenario& sc, int runs, int sig) {
   return result;
 }
 
+// One table row of SIGKILL runs.
+std::vector<std::string> kill_row(const std::string& event, std::chrono::milliseconds ttl,
+                                  const kvbench::Summary& s, const std::string& baseline) {
+  const double t = static_cast<double>(ttl.count());
+  const double lo = t - renew_period_ms(t);
+  return {event,
+          kvbench::fixed(t / 1000, 1) + " s",
+          std::to_string(s.n),
+          kvbench::ms(s.min, 0),
+          kvbench::ms(s.p50, 0),
+          kvbench::ms(s.p99, 0),
+          kvbench::ms(s.max, 0),
+          kvbench::fixed(s.p50 / t),
+          kvbench::fixed(s.p99 / t),
+          kvbench::ms(lo, 0) + " .. " + kvbench::ms(t, 0) + " + RTT",
+          "≤ TTL + 250 ms",
+          kvbench::verdict(s.max, t + 250),
+          baseline};
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -271,6 +374,7 @@ int main(int argc, char** argv) {
   const auto ttls = settings.list("ttl-ms", {2000, 5000});
   auto runs = settings.list("runs", {10, 5});
   const long sigterm_runs = settings.integer("sigterm-runs", 10);
+  const bool with_markers = settings.integer("markers", 1) != 0;
   const int members = static_cast<int>(settings.integer("members", 3));
   const char* env_member = std::getenv("KVELECT_BENCH_MEMBER"); // NOLINT(concurrency-mt-unsafe)
   const std::string binary =
@@ -294,10 +398,13 @@ int main(int argc, char** argv) {
               kvbench::load_average().c_str());
   std::fflush(stdout);
 
-  kvbench::Table table({"event", "TTL", "n", "min", "p50", "max", "min/TTL", "p50/TTL", "max/TTL",
+  const auto server_version = kvelect::testing::nats_server_version();
+  std::printf("nats-server version: %s\n", server_version.str().c_str());
+  kvbench::Table table({"event", "TTL", "n", "min", "p50", "p99", "max", "p50/TTL", "p99/TTL",
                         "expected", "target", "verdict", "BASELINE (Go) median"});
   std::vector<std::string> notes;
   int failures = 0;
+  std::map<long long, double> plain_p50; // TTL (ms) → p50 of the bucket without markers
   for (std::size_t i = 0; i < ttls.size(); ++i) {
     const auto ttl = std::chrono::milliseconds(ttls[i]);
     const std::string bucket = "FAILOVER_" + std::to_string(ttl.count());
@@ -308,19 +415,57 @@ int main(int argc, char** argv) {
       auto r =
           run({server.url(), bucket, ttl, members, binary}, static_cast<int>(runs[i]), SIGKILL);
       const auto s = kvbench::summarize(r.samples);
-      const double t = static_cast<double>(ttl.count());
-      const double lo = t - renew_period_ms(t);
-      table.row({"leader SIGKILL → next OnWon", kvbench::fixed(t / 1000, 1) + " s",
-                 std::to_string(s.n), kvbench::ms(s.min, 0), kvbench::ms(s.p50, 0),
-                 kvbench::ms(s.max, 0), kvbench::fixed(s.min / t), kvbench::fixed(s.p50 / t),
-                 kvbench::fixed(s.max / t),
-                 kvbench::ms(lo, 0) + " .. " + kvbench::ms(t, 0) + " + RTT", "≤ TTL + 250 ms",
-                 kvbench::verdict(s.max, t + 250), ttl == 5s ? "8.55 s (1.71 × TTL)" : "-"});
+      plain_p50[ttl.count()] = s.p50;
+      table.row(
+          kill_row("leader SIGKILL → next OnWon", ttl, s, ttl == 5s ? "8.55 s (1.71 × TTL)" : "-"));
       for (auto& n : r.notes)
         notes.push_back("TTL " + std::to_string(ttl.count()) + " ms: " + n);
     } catch (const std::exception& e) {
       ++failures;
       notes.push_back("SIGKILL TTL " + std::to_string(ttl.count()) + " ms failed: " + e.what());
+    }
+  }
+  // The same on a bucket with expiry markers, where the server has them.
+  for (std::size_t i = 0; with_markers && i < ttls.size(); ++i) {
+    const auto ttl = std::chrono::milliseconds(ttls[i]);
+    if (!server_version.at_least(2, 11)) {
+      notes.push_back("no marker-bucket runs: nats-server " + server_version.str() +
+                      " has no expiry markers (2.11 and later)");
+      break;
+    }
+    kvelect::BucketConfig config;
+    config.name = "FAILOVER_MARKERS_" + std::to_string(ttl.count());
+    config.ttl = ttl;
+    config.storage = kvelect::Storage::file;
+    config.expiry_markers = true;
+    std::fprintf(stderr, "SIGKILL, bucket with expiry markers, TTL %lld ms, %ld runs\n",
+                 static_cast<long long>(ttl.count()), runs[i]);
+    try {
+      const kvelect::Bucket bucket = kvelect::Bucket::create(admin, config);
+      Scenario sc{server.url(), config.name, ttl, members, binary};
+      sc.marker_bucket = bucket.get();
+      sc.jetstream = admin.jetstream();
+      auto r = run(sc, static_cast<int>(runs[i]), SIGKILL);
+      const auto s = kvbench::summarize(r.samples);
+      table.row(kill_row("leader SIGKILL → next OnWon, bucket with markers", ttl, s, "-"));
+      const auto m = kvbench::summarize(r.after_marker);
+      table.row({"  marker seen → next OnWon (same runs)",
+                 kvbench::fixed(ttl.count() / 1000.0, 1) + " s", std::to_string(m.n),
+                 kvbench::ms(m.min, 1), kvbench::ms(m.p50, 1), kvbench::ms(m.p99, 1),
+                 kvbench::ms(m.max, 1), "-", "-", "a round trip or two", "≤ 50 ms",
+                 kvbench::verdict(m.max, 50), "-"});
+      const auto plain = plain_p50.find(ttl.count());
+      if (plain != plain_p50.end() && plain->second > 0)
+        notes.push_back(
+            "TTL " + std::to_string(ttl.count()) +
+            " ms: p50 with markers / p50 without = " + kvbench::fixed(s.p50 / plain->second) +
+            " (" + kvbench::ms(s.p50, 0) + " / " + kvbench::ms(plain->second, 0) + ")");
+      for (auto& n : r.notes)
+        notes.push_back("markers, TTL " + std::to_string(ttl.count()) + " ms: " + n);
+    } catch (const std::exception& e) {
+      ++failures;
+      notes.push_back("SIGKILL on markers, TTL " + std::to_string(ttl.count()) +
+                      " ms failed: " + e.what());
     }
   }
   if (sigterm_runs > 0) {
@@ -334,10 +479,9 @@ int main(int argc, char** argv) {
       const auto s = kvbench::summarize(r.samples);
       const double t = 5000;
       table.row({"leader SIGTERM (graceful stop) → next OnWon", "5.0 s", std::to_string(s.n),
-                 kvbench::ms(s.min, 1), kvbench::ms(s.p50, 1), kvbench::ms(s.max, 1),
-                 kvbench::fixed(s.min / t, 4), kvbench::fixed(s.p50 / t, 4),
-                 kvbench::fixed(s.max / t, 4), "release: a few round trips", "-", "-",
-                 "7.83 s (1.57 × TTL)"});
+                 kvbench::ms(s.min, 1), kvbench::ms(s.p50, 1), kvbench::ms(s.p99, 1),
+                 kvbench::ms(s.max, 1), kvbench::fixed(s.p50 / t, 4), kvbench::fixed(s.p99 / t, 4),
+                 "release: a few round trips", "-", "-", "7.83 s (1.57 × TTL)"});
       for (auto& n : r.notes)
         notes.push_back("SIGTERM: " + n);
     } catch (const std::exception& e) {

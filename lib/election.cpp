@@ -328,10 +328,10 @@ void Election::Impl::begin_run() {
   dispatch();
   try {
     if (executor_) {
-      watch_ = executor_->watch(bucket_, key_, sink);
+      watch_ = executor_->watch(bucket_, key_, sink, markers_);
     } else {
       io_ = std::make_unique<detail::IoWorker>();
-      watch_ = std::make_unique<detail::KeyWatch>(bucket_, key_, sink);
+      watch_ = std::make_unique<detail::KeyWatch>(bucket_, key_, sink, markers_);
     }
   } catch (const std::exception& e) {
     // No thread could be started (the process is out of threads or memory): the loop cannot

@@ -128,7 +128,8 @@ Election::Impl::Impl(std::string name, std::string key, kvStore* bucket,
   if (interval_ms_ <= 0ms)
     interval_ms_ = 1ms;
 
-  port_ = detail::make_cnats_port(bucket_);
+  markers_ = detail::make_marker_check(config_.jetstream, bucket_);
+  port_ = detail::make_cnats_port(bucket_, &markers_);
   core_ = std::make_unique<core::Protocol>(
       make_params(name_, key_, config_, observe_only_, ttl_ms_, interval_ms_));
   view_ = core_->view();

@@ -143,6 +143,7 @@ private:
   std::shared_ptr<detail::ExecutorState> executor_; // null: threads of its own
   std::chrono::milliseconds ttl_ms_{0};
   std::chrono::milliseconds interval_ms_{0};
+  detail::MarkerCheck markers_; // from WithJetStream: recognises the server's expiry markers
   std::unique_ptr<detail::KvPort> port_;
 
   // Lifecycle, guarded by lifecycle_mu_ (serialises start/stop/run against each other).

@@ -52,6 +52,7 @@ const char* to_string(Errc code) noexcept {
   case Errc::nats_error: return "nats_error";
   case Errc::callback_failed: return "callback_failed";
   case Errc::no_resources: return "no_resources";
+  case Errc::not_supported: return "not_supported";
   }
   return "unknown_error";
 }

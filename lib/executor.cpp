@@ -221,14 +221,14 @@ private:
   kvStore* bucket_;
 };
 
-std::unique_ptr<WatchHandle> ExecutorState::watch(kvStore* bucket, std::string key,
-                                                  WatchSink sink) {
+std::unique_ptr<WatchHandle> ExecutorState::watch(kvStore* bucket, std::string key, WatchSink sink,
+                                                  const MarkerCheck& markers) {
   BucketWatch* hub = nullptr;
   {
     std::lock_guard lock(watch_mu_);
     auto& slot = watches_[bucket];
     if (!slot.watch)
-      slot.watch = std::make_unique<BucketWatch>(bucket);
+      slot.watch = std::make_unique<BucketWatch>(bucket, markers);
     ++slot.users;
     hub = slot.watch.get();
   }

@@ -62,7 +62,10 @@ public:
   // Runs a blocking job on the request pool.
   void post_io(std::function<void()> job);
   // A subscription to `key` on the bucket's shared watch (made on first use).
-  std::unique_ptr<WatchHandle> watch(kvStore* bucket, std::string key, WatchSink sink);
+  // `markers`: how the bucket's shared watch recognises expiry markers; the first election to
+  // watch a bucket handle decides (every election on one kvStore* shares its connection).
+  std::unique_ptr<WatchHandle> watch(kvStore* bucket, std::string key, WatchSink sink,
+                                     const MarkerCheck& markers = {});
 
   std::size_t elections() const;
   std::size_t threads() const;

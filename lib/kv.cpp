@@ -2,6 +2,7 @@
 #include "kv.hpp"
 
 #include "handles.hpp"
+#include "markers.hpp"
 #include "status.hpp"
 
 namespace kvelect::detail {
@@ -13,7 +14,7 @@ bool contains(std::string_view text, std::string_view part) {
 
 class CnatsPort final : public KvPort {
 public:
-  explicit CnatsPort(kvStore* bucket) : bucket_(bucket) {}
+  CnatsPort(kvStore* bucket, MarkerCheck markers) : bucket_(bucket), markers_(std::move(markers)) {}
 
   WriteResult write(std::string_view key, std::string_view value, std::uint64_t expected) override {
     const std::string k(key);
@@ -52,11 +53,15 @@ public:
     const char* data = static_cast<const char*>(kvEntry_Value(entry.get()));
     result.entry.value.assign(data != nullptr ? data : "",
                               static_cast<std::size_t>(kvEntry_ValueLen(entry.get())));
+    markers_.refine(result.entry); // an expiry marker reads as an empty value
+    if (result.entry.op == Op::purge || result.entry.op == Op::del)
+      result.entry = Entry{}; // as cnats reports a delete or purge: no live value
     return result;
   }
 
 private:
   kvStore* bucket_;
+  MarkerCheck markers_;
 };
 
 } // namespace
@@ -108,8 +113,8 @@ WriteResult classify_failure(int nats_status, std::string_view text) {
   return r;
 }
 
-std::unique_ptr<KvPort> make_cnats_port(kvStore* bucket) {
-  return std::make_unique<CnatsPort>(bucket);
+std::unique_ptr<KvPort> make_cnats_port(kvStore* bucket, const MarkerCheck* markers) {
+  return std::make_unique<CnatsPort>(bucket, markers != nullptr ? *markers : MarkerCheck{});
 }
 
 } // namespace kvelect::detail

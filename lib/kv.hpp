@@ -31,7 +31,10 @@ enum class Outcome {
   fatal,     // the loop cannot go on (bucket deleted, permission denied, connection closed)
 };
 
-enum class Op { absent, put, del, purge };
+// expired: the server's expiry marker (nats-server 2.11 limit markers): MaxAge removed the key's
+// last message; the marker is a message of its own, with a revision (docs/protocol.md, "Expiry
+// markers"). Only a driver that checked the marker's header reports it.
+enum class Op { absent, put, del, purge, expired };
 
 struct Entry {
   Op op = Op::absent;
@@ -50,7 +53,9 @@ struct WriteResult {
 
 struct ReadResult {
   Outcome outcome = Outcome::ok;
-  Entry entry; // op == absent: no live value (never written, expired, or a tombstone)
+  // op == absent: no live value (never written, expired, or a tombstone); op == expired: an
+  // expiry marker.
+  Entry entry;
   Errc code = Errc::ok;
   std::string message;
 };
@@ -64,7 +69,9 @@ public:
   virtual ReadResult read(std::string_view key) = 0;
 };
 
-std::unique_ptr<KvPort> make_cnats_port(kvStore* bucket);
+struct MarkerCheck; // markers.hpp
+// `markers`: how to recognise the server's expiry markers among read values (none if null).
+std::unique_ptr<KvPort> make_cnats_port(kvStore* bucket, const MarkerCheck* markers = nullptr);
 
 // Classifies a failed cnats call from its status and the thread's last error text.
 WriteResult classify_failure(int nats_status, std::string_view error_text);

@@ -2,6 +2,7 @@
 #include <kvelect/nats.hpp>
 
 #include "handles.hpp"
+#include "markers.hpp"
 #include "nkey.hpp"
 #include "status.hpp"
 
@@ -62,6 +63,7 @@ struct Connection::Handles {
   std::shared_ptr<CallbackState> callbacks; // first: the handles below may still reach it
   detail::ConnectionHandle connection;
   detail::JetStreamHandle jetstream;
+  std::chrono::milliseconds timeout{2000};
 };
 
 namespace {
@@ -338,6 +340,7 @@ Connection Connection::connect(const ConnectOptions& options) {
   check(natsConnection_JetStream(&raw_js, result.h_->connection.get(), &js_options),
         "cannot create a JetStream context");
   result.h_->jetstream.reset(raw_js);
+  result.h_->timeout = options.timeout;
   return result;
 }
 
@@ -379,6 +382,9 @@ jsCtx* Connection::jetstream() const noexcept { return h_ ? h_->jetstream.get() 
 bool Connection::connected() const noexcept {
   return h_ && h_->connection && !natsConnection_IsClosed(h_->connection.get());
 }
+std::chrono::milliseconds Connection::timeout() const noexcept {
+  return h_ ? h_->timeout : std::chrono::milliseconds(0);
+}
 std::uint64_t Connection::reconnects() const noexcept {
   return h_ && h_->callbacks ? h_->callbacks->reconnects.load() : 0;
 }
@@ -415,7 +421,7 @@ Bucket Bucket::open(const Connection& connection, std::string_view name) {
   if (status == NATS_NOT_FOUND)
     throw Error(Errc::not_found, fmt::format("bucket '{}' does not exist", name));
   check(status, fmt::format("cannot open bucket '{}'", name));
-  return Bucket(kv);
+  return Bucket(kv, connection.get(), connection.timeout());
 }
 
 Bucket Bucket::create(const Connection& connection, const BucketConfig& config) {
@@ -427,6 +433,9 @@ Bucket Bucket::create(const Connection& connection, const BucketConfig& config) 
   if (config.replicas < 1 || config.replicas > 5)
     throw Error(Errc::invalid_option, fmt::format("bucket '{}': replicas must be 1 to 5, not {}",
                                                   config.name, config.replicas));
+  if (config.expiry_markers)
+    // cnats 3.4 cannot ask for markers: the stream is made by the API request itself.
+    detail::create_marker_stream(connection.get(), config, connection.timeout());
   kvConfig cfg;
   kvConfig_Init(&cfg);
   cfg.Bucket = config.name.c_str();
@@ -436,9 +445,13 @@ Bucket Bucket::create(const Connection& connection, const BucketConfig& config) 
   cfg.Replicas = config.replicas;
   cfg.StorageType = config.storage == Storage::memory ? js_MemoryStorage : js_FileStorage;
   kvStore* kv = nullptr;
-  check(js_CreateKeyValue(&kv, connection.jetstream(), &cfg),
-        fmt::format("cannot create bucket '{}'", config.name));
-  return Bucket(kv);
+  if (config.expiry_markers)
+    check(js_KeyValue(&kv, connection.jetstream(), config.name.c_str()),
+          fmt::format("cannot open bucket '{}'", config.name));
+  else
+    check(js_CreateKeyValue(&kv, connection.jetstream(), &cfg),
+          fmt::format("cannot create bucket '{}'", config.name));
+  return Bucket(kv, connection.get(), connection.timeout());
 }
 
 void Bucket::remove(const Connection& connection, std::string_view name) {
@@ -451,12 +464,16 @@ void Bucket::remove(const Connection& connection, std::string_view name) {
   check(status, fmt::format("cannot delete bucket '{}'", name));
 }
 
-Bucket::Bucket(Bucket&& other) noexcept : kv_(std::exchange(other.kv_, nullptr)) {}
+Bucket::Bucket(Bucket&& other) noexcept
+    : kv_(std::exchange(other.kv_, nullptr)),
+      connection_(std::exchange(other.connection_, nullptr)), timeout_(other.timeout_) {}
 Bucket& Bucket::operator=(Bucket&& other) noexcept {
   if (this != &other) {
     if (kv_ != nullptr)
       kvStore_Destroy(kv_);
     kv_ = std::exchange(other.kv_, nullptr);
+    connection_ = std::exchange(other.connection_, nullptr);
+    timeout_ = other.timeout_;
   }
   return *this;
 }
@@ -465,7 +482,14 @@ Bucket::~Bucket() {
     kvStore_Destroy(kv_);
 }
 
-BucketInfo Bucket::info() const { return bucket_info(kv_); }
+BucketInfo Bucket::info() const {
+  BucketInfo info = bucket_info(kv_);
+  if (connection_ != nullptr) {
+    const auto markers = detail::read_stream_markers(connection_, "KV_" + info.name, timeout_);
+    info.marker_ttl = std::chrono::duration_cast<std::chrono::milliseconds>(markers.marker_ttl);
+  }
+  return info;
+}
 
 BucketInfo bucket_info(kvStore* bucket) {
   if (bucket == nullptr)

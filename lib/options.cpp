@@ -48,6 +48,12 @@ Option WithLog(std::function<void(LogLevel, std::string_view)> sink) {
   return {[s = std::move(sink)](Config& c) { c.log = s; }};
 }
 
+Option WithJetStream(jsCtx* jetstream) {
+  if (jetstream == nullptr)
+    throw Error(Errc::invalid_option, "WithJetStream: the JetStream context is null");
+  return {[jetstream](Config& c) { c.jetstream = jetstream; }};
+}
+
 Option SkipValidation() {
   return {[](Config& c) { c.skip_validation = true; }};
 }

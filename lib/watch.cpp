@@ -39,9 +39,9 @@ Entry to_entry(kvEntry* e) {
 // ---------------------------------------------------------------------------------------------
 // WatcherPump
 
-WatcherPump::WatcherPump(std::string what, Create create, Deliver deliver)
+WatcherPump::WatcherPump(std::string what, Create create, Deliver deliver, MarkerCheck markers)
     : what_(std::move(what)), create_(std::move(create)), deliver_(std::move(deliver)),
-      thread_([this](std::stop_token stop) { run(stop); }) {}
+      markers_(std::move(markers)), thread_([this](std::stop_token stop) { run(stop); }) {}
 
 WatcherPump::~WatcherPump() {
   thread_.request_stop();
@@ -119,7 +119,10 @@ void WatcherPump::run(const std::stop_token& stop) {
         continue;
       }
       const char* key = kvEntry_Key(entry.get());
-      deliver_(WatchEvent{WatchEvent::Kind::entry, to_entry(entry.get()), {}},
+      Entry e = to_entry(entry.get());
+      // cnats 3.4 reports the server's markers as empty values ("Expiry markers").
+      markers_.refine(e);
+      deliver_(WatchEvent{WatchEvent::Kind::entry, std::move(e), {}},
                std::string(key != nullptr ? key : ""));
     }
   }
@@ -128,12 +131,13 @@ void WatcherPump::run(const std::stop_token& stop) {
 // ---------------------------------------------------------------------------------------------
 // KeyWatch
 
-KeyWatch::KeyWatch(kvStore* bucket, std::string key, Sink sink)
+KeyWatch::KeyWatch(kvStore* bucket, std::string key, Sink sink, MarkerCheck markers)
     : bucket_(bucket), key_(std::move(key)), sink_(std::move(sink)),
       pump_(
           fmt::format("key '{}'", key_),
           [this](kvWatcher** out) { return kvStore_Watch(out, bucket_, key_.c_str(), nullptr); },
-          [this](WatchEvent event, const std::string&) { sink_(std::move(event)); }) {}
+          [this](WatchEvent event, const std::string&) { sink_(std::move(event)); },
+          std::move(markers)) {}
 
 // ---------------------------------------------------------------------------------------------
 // BucketWatch
@@ -160,12 +164,13 @@ private:
   std::uint64_t id_;
 };
 
-BucketWatch::BucketWatch(kvStore* bucket)
+BucketWatch::BucketWatch(kvStore* bucket, MarkerCheck markers)
     : bucket_(bucket),
       pump_(
           fmt::format("bucket '{}'", kvStore_Bucket(bucket)),
           [this](kvWatcher** out) { return kvStore_WatchAll(out, bucket_, nullptr); },
-          [this](const WatchEvent& event, const std::string& key) { dispatch(event, key); }) {}
+          [this](const WatchEvent& event, const std::string& key) { dispatch(event, key); },
+          std::move(markers)) {}
 
 std::unique_ptr<WatchHandle> BucketWatch::subscribe(std::string key, WatchSink sink) {
   std::lock_guard lock(mu_);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "kv.hpp"
+#include "markers.hpp"
 
 struct __kvWatcher;
 typedef struct __kvWatcher kvWatcher; // NOLINT(modernize-use-using)
@@ -57,7 +58,7 @@ class WatcherPump {
 public:
   using Create = std::function<int(kvWatcher** watcher)>; // returns a natsStatus
   using Deliver = std::function<void(WatchEvent event, const std::string& key)>;
-  WatcherPump(std::string what, Create create, Deliver deliver);
+  WatcherPump(std::string what, Create create, Deliver deliver, MarkerCheck markers = {});
   ~WatcherPump();
   WatcherPump(const WatcherPump&) = delete;
   WatcherPump& operator=(const WatcherPump&) = delete;
@@ -74,6 +75,7 @@ private:
   const std::string what_; // for messages: "key 'k'", "bucket 'b'"
   const Create create_;
   const Deliver deliver_;
+  const MarkerCheck markers_; // run on the pump thread: a marker costs it one request
   std::atomic<bool> recreate_{false};
   std::mutex mu_;
   kvWatcher* current_ = nullptr; // guarded by mu_; owned by the pump thread
@@ -84,7 +86,7 @@ private:
 class KeyWatch final : public WatchHandle {
 public:
   using Sink = WatchSink;
-  KeyWatch(kvStore* bucket, std::string key, Sink sink);
+  KeyWatch(kvStore* bucket, std::string key, Sink sink, MarkerCheck markers = {});
   KeyWatch(const KeyWatch&) = delete;
   KeyWatch& operator=(const KeyWatch&) = delete;
   KeyWatch(KeyWatch&&) = delete;
@@ -105,7 +107,7 @@ private:
 // subscribers of their key; a subscriber that joins late gets the key's last entry first.
 class BucketWatch {
 public:
-  explicit BucketWatch(kvStore* bucket);
+  explicit BucketWatch(kvStore* bucket, MarkerCheck markers = {});
   ~BucketWatch() = default;
   BucketWatch(const BucketWatch&) = delete;
   BucketWatch& operator=(const BucketWatch&) = delete;

@@ -30,6 +30,11 @@ struct StreamInfoDeleter {
 
 } // namespace
 
+std::string markers_text(std::chrono::milliseconds marker_ttl) {
+  return marker_ttl.count() > 0 ? fmt::format("expiry markers kept {}", format_duration(marker_ttl))
+                                : std::string("no expiry markers");
+}
+
 BucketReport bucket_report(const Connection& connection, const Bucket& bucket) {
   BucketReport r;
   r.info = bucket.info();
@@ -96,6 +101,9 @@ std::vector<std::string> BucketReport::text_lines() const {
   rows.emplace_back("History", std::to_string(info.history));
   rows.emplace_back("Replicas", std::to_string(info.replicas));
   rows.emplace_back("Values", std::to_string(info.values));
+  rows.emplace_back("Markers", !info.marker_ttl               ? std::string("unknown")
+                               : info.marker_ttl->count() > 0 ? format_duration(*info.marker_ttl)
+                                                              : std::string("none"));
   if (!cluster.empty())
     rows.emplace_back("Cluster", cluster);
   std::size_t width = 0;
@@ -117,6 +125,10 @@ void BucketReport::add_to(JsonObject& json) const {
       .add("history", info.history)
       .add("replicas", info.replicas)
       .add("values", info.values);
+  if (info.marker_ttl)
+    json.add("marker_ttl_ms", static_cast<std::int64_t>(info.marker_ttl->count()));
+  else
+    json.add_null("marker_ttl_ms");
   if (cluster.empty())
     json.add_null("cluster");
   else

@@ -14,6 +14,9 @@
 
 namespace kvelect::cli {
 
+/// "expiry markers kept 1s" or "no expiry markers".
+std::string markers_text(std::chrono::milliseconds marker_ttl);
+
 struct BucketReport {
   BucketInfo info;
   std::string stream;                 ///< KV_<bucket>
@@ -25,7 +28,8 @@ struct BucketReport {
   /// "Label  value" lines, aligned.
   std::vector<std::string> text_lines() const;
   /// The report's fields added to `json`: bucket, stream, storage, ttl_ms, history, replicas,
-  /// values, cluster (null when none), warnings (an array of strings).
+  /// values, marker_ttl_ms (0: no expiry markers; null: unknown), cluster (null when none),
+  /// warnings (an array of strings).
   void add_to(JsonObject& json) const;
 };
 

@@ -39,6 +39,10 @@ int bucket_add_command(const BucketAddOptions& o) {
   config.ttl = o.ttl;
   config.replicas = o.replicas;
   config.storage = o.storage == "memory" ? Storage::memory : Storage::file;
+  config.expiry_markers = o.markers;
+  config.marker_ttl = o.marker_ttl;
+  if (o.markers && o.marker_ttl < 1s)
+    throw UsageError("--marker-ttl must be at least 1s (the server's minimum)");
   if (o.ttl < 5s || o.ttl > 1h)
     std::fprintf(stderr,
                  "kvelect: warning: a TTL of %s is outside the 5s..1h range that elections "
@@ -61,20 +65,26 @@ int bucket_add_command(const BucketAddOptions& o) {
           fmt::format("replicas {}, wanted {}", report.info.replicas, config.replicas));
     if (report.storage && *report.storage != o.storage)
       differences.push_back(fmt::format("{} storage, wanted {}", *report.storage, o.storage));
+    const auto markers = report.info.marker_ttl.value_or(0ms);
+    if (o.markers ? markers != o.marker_ttl : markers.count() != 0)
+      differences.push_back(fmt::format("{}, wanted {}", markers_text(markers),
+                                        markers_text(o.markers ? o.marker_ttl : 0ms)));
     if (!differences.empty())
       throw Failure(fmt::format("bucket '{}' exists with another configuration: {} (use it as it "
                                 "is, or remove it with 'kvelect bucket rm {}' and add it again)",
                                 config.name, fmt::join(differences, "; "), config.name));
     emit_line(fmt::format("bucket '{}' ready (it existed): ttl {}, history {}, replicas {}, {} "
-                          "storage",
+                          "storage, {}",
                           report.info.name, format_duration(report.info.ttl), report.info.history,
-                          report.info.replicas, report.storage.value_or("unknown")));
+                          report.info.replicas, report.storage.value_or("unknown"),
+                          markers_text(report.info.marker_ttl.value_or(0ms))));
     return kExitOk;
   }
   Bucket bucket = Bucket::create(connection, config);
   const BucketInfo info = bucket.info();
-  emit_line(fmt::format("bucket '{}' ready: ttl {}, history {}, replicas {}, {} storage", info.name,
-                        format_duration(info.ttl), info.history, info.replicas, o.storage));
+  emit_line(fmt::format("bucket '{}' ready: ttl {}, history {}, replicas {}, {} storage, {}",
+                        info.name, format_duration(info.ttl), info.history, info.replicas,
+                        o.storage, markers_text(info.marker_ttl.value_or(0ms))));
   return kExitOk;
 }
 

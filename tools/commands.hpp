@@ -69,6 +69,8 @@ struct BucketAddOptions {
   std::chrono::milliseconds ttl{30000};
   int replicas = 1;
   std::string storage = "file";
+  bool markers = false;                       ///< --markers: expiry markers (nats-server 2.11)
+  std::chrono::milliseconds marker_ttl{1000}; ///< --marker-ttl
 };
 
 int run_command(const RunOptions& options);

@@ -536,17 +536,27 @@ int real_main(int argc, char** argv) {
       ->capture_default_str()
       ->type_name("file|memory")
       ->group(kOptionsGroup);
+  add->add_flag("--markers", add_options.markers,
+                "the server leaves a marker when the TTL removes a key, so members see a dead "
+                "leader's key expire (nats-server 2.11 or newer)")
+      ->group(kOptionsGroup);
+  add_duration(add, "--marker-ttl", add_options.marker_ttl,
+               "how long the server keeps a marker (at least 1s; with --markers)")
+      ->group(kOptionsGroup);
   add_common(add, add_options.common);
   add->footer(kExitStatus);
   formatter->document(
       add,
-      {"kvelect bucket add [OPTIONS] [NAME] --ttl DURATION [--replicas N] [--storage file|memory]",
+      {"kvelect bucket add [OPTIONS] [NAME] --ttl DURATION [--replicas N] [--storage file|memory]\n"
+       "                   [--markers [--marker-ttl DURATION]]",
        "Creates a KV bucket for elections: history 1 and the given TTL (the lease length).\n"
+       "--markers asks the server (2.11 or newer; older ones are refused) for a marker when\n"
+       "the TTL removes a key: members then take over as soon as a dead leader's key expires.\n"
        "An existing bucket with the same settings is accepted as is; one with other settings\n"
        "is an error that names each difference. A TTL outside 5s..1h\n"
        "draws a warning: elections refuse it without --skip-validation.\n",
        "kvelect bucket add --ttl 30s\nkvelect bucket add CHORIA_LEADER_ELECTION --ttl 10s "
-       "--replicas 3\n"});
+       "--replicas 3\nkvelect bucket add --ttl 10s --markers\n"});
   add->callback([&] { action = [&] { return bucket_add_command(add_options); }; });
 
   // bucket info ----------------------------------------------------------------------------

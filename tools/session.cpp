@@ -71,6 +71,9 @@ ElectionSession::ElectionSession(const CommonOptions& common, const ElectionFlag
     event.fatal = ends_campaign(error);
     deliver(std::move(event));
   }));
+  // The CLI's members recognise the server's expiry markers (docs/protocol.md, "Expiry
+  // markers"): the bucket was opened on this connection.
+  options.push_back(WithJetStream(connection_.jetstream()));
   election_ = std::make_unique<Election>(member_, key_, bucket_.get(), std::move(options));
   self_.store(election_.get());
   set_connection_state_source([this] { return election_->state(); }); // connection event lines

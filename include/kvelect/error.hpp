@@ -33,6 +33,8 @@ enum class Errc : int {
   nats_error = 17,         ///< a cnats call failed; the message carries cnats' own text
   callback_failed = 18,    ///< a user callback threw; reported through WithDebug/OnError
   no_resources = 19,       ///< an election's threads could not be started (fatal)
+  not_supported =
+      20, ///< the server lacks what was asked for (expiry markers need nats-server 2.11)
 };
 
 /// The std::error_category of kvelect::Errc ("kvelect").

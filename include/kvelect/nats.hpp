@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -113,6 +114,8 @@ public:
   bool connected() const noexcept;
   /// How many times cnats has reconnected this connection.
   std::uint64_t reconnects() const noexcept;
+  /// The request timeout (ConnectOptions::timeout).
+  std::chrono::milliseconds timeout() const noexcept;
 
   struct Handles;
 
@@ -130,6 +133,14 @@ struct BucketConfig {
   std::chrono::milliseconds ttl{std::chrono::seconds(30)}; ///< how long a leader's key lives
   int replicas = 1;                                        ///< 1 to 5
   Storage storage = Storage::file;                         ///< where the stream is stored
+  /// Ask the server to leave an expiry marker when the TTL removes a key (its limit markers:
+  /// nats-server 2.11 or newer; Bucket::create throws Error(not_supported) on an older one).
+  /// Members then see a dead leader's key expire instead of waiting out the TTL by their own
+  /// clock; they need WithJetStream() to recognise the markers (docs/protocol.md, "Expiry
+  /// markers").
+  bool expiry_markers = false;
+  /// How long the server keeps a marker (at least 1 s), when expiry_markers is set.
+  std::chrono::milliseconds marker_ttl{std::chrono::seconds(1)};
 };
 
 /// A bucket's properties, as kvelect reads them.
@@ -139,6 +150,9 @@ struct BucketInfo {
   std::int64_t history = 0;         ///< values kept per key (elections want 1)
   std::int64_t replicas = 0;        ///< stream replicas
   std::uint64_t values = 0;         ///< messages in the stream
+  /// How long the server keeps expiry markers; 0: the bucket has none. nullopt: not known
+  /// (bucket_info() of a plain kvStore* cannot read it; Bucket::info() can).
+  std::optional<std::chrono::milliseconds> marker_ttl;
 };
 
 /// An open KV bucket. Move-only; the destructor releases the handle.
@@ -146,8 +160,8 @@ class KVELECT_API Bucket {
 public:
   /// Opens an existing bucket; Error(not_found) if there is none of that name.
   static Bucket open(const Connection& connection, std::string_view name);
-  /// Creates a bucket fit for elections (history 1, the TTL, replicas, storage), or opens it if
-  /// it exists with the same settings.
+  /// Creates a bucket fit for elections (history 1, the TTL, replicas, storage, expiry markers),
+  /// or opens it if it exists with the same settings.
   static Bucket create(const Connection& connection, const BucketConfig& config);
   /// Deletes a bucket; Error(not_found) if there is none.
   static void remove(const Connection& connection, std::string_view name);
@@ -165,8 +179,13 @@ public:
   BucketInfo info() const;
 
 private:
-  explicit Bucket(kvStore* kv) noexcept : kv_(kv) {}
+  Bucket(kvStore* kv, natsConnection* connection, std::chrono::milliseconds timeout) noexcept
+      : kv_(kv), connection_(connection), timeout_(timeout) {}
   kvStore* kv_ = nullptr;
+  // The connection it was opened on, for the requests cnats 3.4 cannot make (expiry markers).
+  // The kvStore keeps it allocated: it holds the JetStream context, which holds the connection.
+  natsConnection* connection_ = nullptr;
+  std::chrono::milliseconds timeout_{2000};
 };
 
 /// Reads a bucket's status (TTL, history, replicas). Errors: null_bucket, connection_closed,

@@ -17,6 +17,9 @@
 #include <optional>
 #include <string_view>
 
+struct __jsCtx;
+typedef struct __jsCtx jsCtx; // NOLINT(modernize-use-using): must match nats.h
+
 namespace kvelect {
 
 namespace detail {
@@ -50,6 +53,9 @@ struct Config {
   std::chrono::milliseconds health_interval{1000}; ///< how often health_check runs
   /// Passive member (kvelect::Observer): watches and reports, never writes.
   bool observe_only = false;
+  /// Set by WithJetStream: the JetStream context of the bucket's connection. Null: expiry
+  /// markers are not recognised.
+  jsCtx* jetstream = nullptr;
   /// Set by WithExecutor (include/kvelect/executor.hpp): run on a shared executor. Null: the
   /// election has threads of its own.
   std::shared_ptr<detail::ExecutorState> executor;
@@ -91,6 +97,13 @@ KVELECT_API Option WithStartupSplay(std::chrono::milliseconds max_splay);
 KVELECT_API Option WithReleaseOnStop(bool release);
 /// The leader resigns after holding leadership for `limit`; others get the first chance to win.
 KVELECT_API Option WithTermLimit(std::chrono::milliseconds limit);
+/// The JetStream context of the connection the bucket was opened on (Connection::jetstream()),
+/// which must outlive the election. With it a member recognises the server's expiry markers
+/// (BucketConfig::expiry_markers, nats-server 2.11): it reads an empty value's headers to tell a
+/// marker from an operator's empty put (cnats 3.4's kvEntry has none) and, on a marker, takes
+/// over at once. Without it a marker is taken for an unknown holder's value: safe, but a
+/// successor waits a TTL. See docs/protocol.md, "Expiry markers".
+KVELECT_API Option WithJetStream(jsCtx* jetstream);
 /// `healthy()` runs on the campaign thread every `interval`: an unhealthy leader resigns, an
 /// unhealthy candidate does not campaign.
 KVELECT_API Option WithHealthCheck(std::function<bool()> healthy,

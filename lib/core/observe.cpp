@@ -80,7 +80,8 @@ void Protocol::observe(Time now, const Entry& entry, bool from_watch) {
     const std::string reason = evicted ? "evicted"
                                : entry.op == Op::put
                                    ? fmt::format("key overwritten by '{}'", entry.value)
-                                   : std::string("key deleted");
+                               : entry.op == Op::expired ? std::string("key expired on the server")
+                                                         : std::string("key deleted");
     if (leader() != nullptr) {
       lose(now, reason);
       if (evicted) {
@@ -104,6 +105,7 @@ void Protocol::observe(Time now, const Entry& entry, bool from_watch) {
   case Op::absent: key_.kind = Kind::absent; break;
   case Op::del:
   case Op::purge: key_.kind = Kind::tombstone; break;
+  case Op::expired: key_.kind = Kind::expired; break;
   case Op::put:
     if (entry.value == kReleased)
       key_.kind = Kind::released;
@@ -137,8 +139,15 @@ void Protocol::observe(Time now, const Entry& entry, bool from_watch) {
   }
   // A clean release is written only by a member that led, after its OnLost, and only when no
   // other lease could still run: nothing is left to wait for.
+  // An expiry marker: MaxAge removed the key's last message, so every write of it is at least
+  // one TTL old on the server's clock and every lease counted from one has ended; a renewal
+  // still on its way expects an older revision and fails against the marker ("Expiry
+  // markers"). One TTL is the current one: after a lowered TTL, a lease counted with the old
+  // one may run on, and the wait for it stays ("A changed TTL").
   if (!seen_before && key_.kind == Kind::released)
     guard_until_ = std::min(guard_until_, now);
+  if (!seen_before && key_.kind == Kind::expired)
+    guard_until_ = std::max(std::min(guard_until_, now), ttl_lowered_guard_until_);
 
   const auto holder = member_of(entry);
   if (holder && *holder != params_.name)

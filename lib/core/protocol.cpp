@@ -446,8 +446,8 @@ void Protocol::maybe_attempt(Time now, const char* reason) {
     return;
   }
   using Kind = KeyView::Kind;
-  const bool vacant =
-      key_.kind == Kind::released || key_.kind == Kind::tombstone || key_.kind == Kind::absent;
+  const bool vacant = key_.kind == Kind::released || key_.kind == Kind::tombstone ||
+                      key_.kind == Kind::absent || key_.kind == Kind::expired;
   if (vacant && vacancy_losses_ > 0 && !c->herd_wait_done) {
     if (c->herd_attempt != kNever)
       return; // already waiting
@@ -463,6 +463,12 @@ void Protocol::maybe_attempt(Time now, const char* reason) {
   switch (key_.kind) {
   case Kind::released:
     debugf("{}: key released at revision {}, taking it", reason, key_.revision);
+    send_write(now, Purpose::acquire, params_.name, key_.revision, Vacancy::clean);
+    return;
+  case Kind::expired:
+    // The marker is a message: the write expects its revision. No guard but the wait after a
+    // lowered TTL ("Expiry markers").
+    debugf("{}: key expired at revision {} (marker), taking it", reason, key_.revision);
     send_write(now, Purpose::acquire, params_.name, key_.revision, Vacancy::clean);
     return;
   case Kind::tombstone:

@@ -182,7 +182,15 @@ public:
 private:
   // What the member believes the key holds (docs/protocol.md, "Key states").
   struct KeyView {
-    enum class Kind { unknown, absent, held, tombstone, released, evicting } kind = Kind::unknown;
+    enum class Kind {
+      unknown,
+      absent,
+      held,
+      tombstone,
+      released,
+      evicting,
+      expired
+    } kind = Kind::unknown;
     std::string value;
     std::uint64_t revision = 0;
     Time observed_at{};
@@ -337,6 +345,10 @@ private:
   // over a clean release, whose writer may have started after the re-creation and known nothing
   // of the old bucket's leader ("Bucket changes").
   Time bucket_guard_until_{};
+  // After we learned that the bucket's TTL was lowered: an expiry marker does not end the guard
+  // before this (the old TTL from then), since it proves an age of the new TTL only and a lease
+  // may count the old one ("Expiry markers", "A changed TTL").
+  Time ttl_lowered_guard_until_{};
   Time bucket_changed_at_ = kNever; // when we last learned of a new bucket
   Time observer_read_at_ = kNever;  // an observer reads the key when its value should expire
   Duration observer_retry_{};

@@ -301,8 +301,8 @@ void Protocol::handle_read(Time now, const InFlight& request, const ReadResult& 
     observe(now, entry, false);
   }
   using Kind = KeyView::Kind;
-  const bool vacant =
-      key_.kind == Kind::tombstone || key_.kind == Kind::released || key_.kind == Kind::absent;
+  const bool vacant = key_.kind == Kind::tombstone || key_.kind == Kind::released ||
+                      key_.kind == Kind::absent || key_.kind == Kind::expired;
   auto* c = candidate();
   if (c != nullptr && chained_attempts_ < 2 && vacant) {
     ++chained_attempts_;
@@ -408,6 +408,7 @@ void Protocol::apply_ttl(Time now, Duration ttl) {
     // Another member may hold a lease counted with the old TTL, from a write made before now:
     // no win of ours is announced before it has ended ("Bucket changes").
     guard_until_ = std::max(guard_until_, now + old_ttl);
+    ttl_lowered_guard_until_ = std::max(ttl_lowered_guard_until_, now + old_ttl);
   }
   if (auto* p = pending()) {
     if (!p->clean || lowered)

@@ -832,6 +832,28 @@ TEST_F(Cli, BucketFromKvelectBucketEnvironmentVariable) {
   EXPECT_TRUE(contains(r.out, "Bucket    " + bucket_)) << r.output();
 }
 
+// --markers: made and shown on a server that has them (2.11 and later), refused with the
+// version it needs on an older one (docs/compatibility.md).
+TEST_F(Cli, BucketAddWithMarkers) {
+  Result r = kvelect({"bucket", "add"}, {"--ttl", "5s", "--storage", "memory", "--markers"});
+  if (!testing::nats_server_version().at_least(2, 11)) {
+    EXPECT_EQ(r.code, 1) << r.output();
+    EXPECT_TRUE(contains(r.err, "expiry markers need nats-server 2.11 or newer")) << r.output();
+    return;
+  }
+  ASSERT_EQ(r.code, 0) << r.output();
+  EXPECT_TRUE(contains(r.out, "expiry markers kept 1s")) << r.output();
+  r = kvelect({"bucket", "info"}, {"--json"});
+  ASSERT_EQ(r.code, 0) << r.output();
+  EXPECT_EQ(json_field(r.out, "marker_ttl_ms"), "1000") << r.output();
+  r = kvelect({"bucket", "info"}, {});
+  EXPECT_TRUE(contains(r.out, "Markers   1s")) << r.output();
+  // The same bucket without --markers: the difference is named.
+  r = kvelect({"bucket", "add"}, {"--ttl", "5s", "--storage", "memory"});
+  EXPECT_EQ(r.code, 1) << r.output();
+  EXPECT_TRUE(contains(r.err, "expiry markers kept 1s, wanted no expiry markers")) << r.output();
+}
+
 TEST_F(Cli, BucketAddSaysWhatDiffersAndBucketInfoAndRmWork) {
   make_bucket("1s");
   Result r = kvelect({"bucket", "add"}, {"--ttl", "10s", "--storage", "memory"});

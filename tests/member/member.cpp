@@ -117,7 +117,10 @@ int main(int argc, char** argv) {
         kvelect::OnError(
             [](const kvelect::Error& error) { emit(std::string("error ") + error.what()); }),
         kvelect::WithStartupSplay(std::chrono::milliseconds(splay_ms)),
-        kvelect::WithReleaseOnStop(!keep_key)};
+        kvelect::WithReleaseOnStop(!keep_key),
+        // As the CLI's members: expiry markers are recognised on a bucket that has them
+        // (docs/protocol.md, "Expiry markers"); elsewhere this changes nothing.
+        kvelect::WithJetStream(connection.jetstream())};
     if (skip_validation)
       opts.push_back(kvelect::SkipValidation());
     if (debug)

@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 // The KV model (kv_model.hpp) against a real nats-server: the same operations on both, every
 // result compared (outcomes, revisions, the current revision of a lost race, markers, expiry,
-// MaxAge changes, a deleted and re-created bucket, a memory bucket across a server restart).
+// MaxAge changes, a deleted and re-created bucket, a memory bucket across a server restart,
+// and, on servers that have them (2.11 and later), expiry markers as reads and watches see them).
 // The simulator's verdicts are only as good as this model, so this is the model's ground truth.
 // Writes and reads go through lib/kv.cpp's cnats port, compiled in, so that results are
-// classified exactly as the library classifies them.
+// classified exactly as the library classifies them; with lib/markers.cpp's check of empty values
+// when the bucket has markers.
 #include "kv_model.hpp"
 
 #include "handles.hpp"
+#include "markers.hpp"
 
 #include "nats_server.hpp"
 
@@ -20,6 +23,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace kvelect::sim {
 namespace {
@@ -33,6 +37,7 @@ const char* op_name(Op op) {
   case Op::put: return "put";
   case Op::del: return "del";
   case Op::purge: return "purge";
+  case Op::expired: return "expiry marker";
   }
   return "?";
 }
@@ -53,6 +58,7 @@ protected:
   }
 
   void TearDown() override {
+    watcher_.reset();
     port_.reset();
     kv_.reset();
     js_.reset();
@@ -121,11 +127,106 @@ protected:
       return {0, Op::absent};
     const std::uint64_t seq = natsMsg_GetSequence(msg);
     const char* operation = nullptr;
+    const char* reason = nullptr;
     Op op = Op::put;
     if (natsMsgHeader_Get(msg, "KV-Operation", &operation) == NATS_OK && operation != nullptr)
       op = std::string(operation) == "DEL" ? Op::del : Op::purge;
+    else if (natsMsgHeader_Get(msg, "Nats-Marker-Reason", &reason) == NATS_OK &&
+             reason != nullptr && std::string(reason) == "MaxAge")
+      op = Op::expired;
     natsMsg_Destroy(msg);
     return {seq, op};
+  }
+
+  // A header of the key's last message on the server ("" when it has none).
+  std::string last_header(const std::string& key, const char* name) {
+    natsMsg* raw = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const std::string subject = std::string("$KV.") + kBucket + "." + key;
+    if (js_GetLastMsg(&raw, js_.get(), kStream, subject.c_str(), nullptr, &jerr) != NATS_OK)
+      return {};
+    const detail::Handle<natsMsg, natsMsg_Destroy> msg(raw);
+    const char* value = nullptr;
+    if (natsMsgHeader_Get(msg.get(), name, &value) != NATS_OK || value == nullptr)
+      return {};
+    return value;
+  }
+
+  // A bucket with expiry markers, made as the library makes it (lib/markers.cpp), read and
+  // watched with its marker check; the model places markers kept `marker_ttl`.
+  void make_marker_bucket(std::chrono::milliseconds ttl, std::chrono::milliseconds marker_ttl) {
+    BucketConfig config;
+    config.name = kBucket;
+    config.ttl = ttl;
+    config.storage = Storage::memory;
+    config.expiry_markers = true;
+    config.marker_ttl = marker_ttl;
+    ASSERT_NO_THROW(detail::create_marker_stream(nc_.get(), config, 2000ms));
+    kvStore* kv = nullptr;
+    ASSERT_EQ(js_KeyValue(&kv, js_.get(), kBucket), NATS_OK);
+    kv_.reset(kv);
+    markers_ = detail::make_marker_check(js_.get(), kv_.get());
+    port_ = detail::make_cnats_port(kv_.get(), &markers_);
+    const auto ns = [](std::chrono::milliseconds d) {
+      return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+    };
+    model_ = std::make_unique<KvModel>(ns(ttl), stream_created(), true);
+    model_->set_markers(ns(marker_ttl));
+    model_->on_message = [this](const std::string& key, const Message& message) {
+      if (key == watched_key_)
+        announced_.push_back({message.op, message.seq});
+    };
+  }
+
+  struct Seen {
+    Op op = Op::absent;
+    std::uint64_t revision = 0;
+    bool operator==(const Seen&) const = default;
+  };
+
+  // A cnats watcher of `key`, its events read as the library's watches read them (lib/watch.cpp:
+  // the marker check on every empty value), to compare with what the model announces.
+  void watch(const std::string& key) {
+    kvWatchOptions options;
+    kvWatchOptions_Init(&options);
+    kvWatcher* raw = nullptr;
+    ASSERT_EQ(kvStore_Watch(&raw, kv_.get(), key.c_str(), &options), NATS_OK);
+    watcher_.reset(raw);
+    watched_key_ = key;
+  }
+
+  // The events the watcher has delivered since the last call, against the model's. Called while
+  // the last marker is still stored: the check reads its header by its revision, which a newer
+  // message of the key (history 1) or the marker's own TTL removes.
+  void expect_watched(const std::string& what) {
+    std::vector<Seen> seen;
+    const auto deadline = Clock::now() + 2s;
+    while (seen.size() < announced_.size() && Clock::now() < deadline) {
+      kvEntry* raw = nullptr;
+      if (kvWatcher_Next(&raw, watcher_.get(), 100) != NATS_OK || raw == nullptr)
+        continue; // a timeout, or the end of the initial values
+      const detail::EntryHandle entry(raw);
+      detail::Entry e;
+      switch (kvEntry_Operation(entry.get())) {
+      case kvOp_Delete: e.op = Op::del; break;
+      case kvOp_Purge: e.op = Op::purge; break;
+      default: e.op = Op::put; break;
+      }
+      e.revision = kvEntry_Revision(entry.get());
+      const char* data = static_cast<const char*>(kvEntry_Value(entry.get()));
+      e.value.assign(data != nullptr ? data : "",
+                     static_cast<std::size_t>(kvEntry_ValueLen(entry.get())));
+      markers_.refine(e);
+      seen.push_back({e.op, e.revision});
+    }
+    ASSERT_EQ(seen.size(), announced_.size()) << what << ": events seen by the watcher";
+    for (std::size_t i = 0; i < seen.size(); ++i) {
+      EXPECT_EQ(seen[i].op, announced_[i].op)
+          << what << ", event " << i << ": real " << op_name(seen[i].op) << ", model "
+          << op_name(announced_[i].op);
+      EXPECT_EQ(seen[i].revision, announced_[i].revision) << what << ", event " << i;
+    }
+    announced_.clear();
   }
 
   // cnats 3.4's kvStore_Create and kvStore_Put leave the revision at 0: it is read back.
@@ -250,6 +351,10 @@ protected:
   detail::KvHandle kv_;
   std::unique_ptr<detail::KvPort> port_;
   std::unique_ptr<KvModel> model_;
+  detail::MarkerCheck markers_;
+  detail::WatcherHandle watcher_;
+  std::string watched_key_;
+  std::vector<Seen> announced_;
   Clock::time_point t0_;
 };
 
@@ -350,6 +455,49 @@ TEST_F(Differential, MemoryBucketAcrossServerRestart) {
   make_bucket(60s, true);
   update("k", "gamma", 2); // lost race, current 0
   update("k", "gamma", 0); // 1
+  expect_info();
+}
+
+// Expiry markers (docs/protocol.md, "Expiry markers"), on servers that have them: MaxAge removing
+// a key's last message, a value or a delete marker, leaves a marker with a sequence of its own,
+// which reads and watches see (through the library's check of its header) as Op::expired, which
+// writes expecting 0 or creates fail over, and which goes after its own TTL without a trace.
+// TTL 2 s and markers kept 1 s; every step is 0.5 s away from the server's due times.
+TEST_F(Differential, ExpiryMarkers) {
+  const auto version = testing::nats_server_version();
+  if (!version.at_least(2, 11))
+    GTEST_SKIP() << "nats-server " << version.str()
+                 << " has no expiry markers (2.11 and later): run with "
+                    "KVELECT_NATS_SERVER=$(bash scripts/nats-servers.sh --path sid)";
+  make_marker_bucket(2s, 1s);
+  watch("k");
+  // Each step at its time after the first write, so that a slow step does not delay the rest.
+  const auto start = Clock::now();
+  const auto at = [&](std::chrono::milliseconds t) { std::this_thread::sleep_until(start + t); };
+  update("k", "alpha", 0); // 1
+  erase("gone", false);    // 2
+  at(500ms);
+  get("k");
+  expect_watched("a value");
+  at(2500ms); // 3 and 4 are markers since 2 s
+  get("k");
+  const auto [seq, op] = last_message("k");
+  EXPECT_EQ(op, Op::expired) << "k's last message, " << seq;
+  EXPECT_EQ(last_header("k", "Nats-Marker-Reason"), "MaxAge");
+  EXPECT_EQ(last_header("k", "KV-Operation"), "") << "a marker is no KV delete or purge";
+  EXPECT_EQ(last_header("k", "Nats-TTL"), "1s") << "the marker TTL, on the marker";
+  expect_watched("a value's marker");
+  get("gone");            // a delete marker that expired leaves an expiry marker too
+  update("k", "beta", 0); // lost race, current 3
+  create("k", "beta");    // lost race too: cnats sees the marker as a value, no second try
+  update("k", "beta", 3); // 5, expires at 4.5 s
+  at(3500ms);             // the marker 4 went at 3 s
+  get("gone");
+  update("gone", "y", 0); // 6
+  get("k");
+  at(5000ms); // k's marker 7 since 4.5 s
+  get("k");
+  expect_watched("a value and its marker");
   expect_info();
 }
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "kv_model.hpp"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -28,14 +29,46 @@ void KvModel::expire(Nanos now) {
   // The server removes a message once its age reaches MaxAge, when its expiry timer runs; the
   // timer may run `expiry_lag_` late. Evaluating it lazily, at the next request, gives the same
   // answers: an expiry has no other visible effect (nats-server 2.9 announces none).
-  if (max_age_ <= 0)
+  if (max_age_ <= 0 || !exists_)
     return;
+  std::vector<std::pair<Nanos, std::string>> marked; // (removal time, key)
   for (auto it = keys_.begin(); it != keys_.end();) {
-    if (now >= it->second.stamp + max_age_ + expiry_lag_)
+    const Nanos due = expires_at(it->second);
+    if (now >= due) {
+      // With limit markers, the removal of a key's last message leaves a marker; a marker
+      // itself goes without one.
+      if (markers() && it->second.op != Op::expired)
+        marked.emplace_back(due, it->first);
       it = keys_.erase(it);
-    else
+    } else {
       ++it;
+    }
   }
+  if (marked.empty())
+    return;
+  // The server places each marker when it removes the message, in that order: evaluated late,
+  // the markers still get the removal times as their stamps (so they expire when the server's
+  // do) and their sequences in removal order (differential_test.cpp, ExpiryMarkers).
+  std::sort(marked.begin(), marked.end());
+  for (const auto& [due, key] : marked)
+    store(key, Op::expired, {}, due);
+  // A marker placed that late may be due itself by now; it goes without a marker, so this
+  // second pass ends the recursion.
+  expire(now);
+}
+
+Nanos KvModel::expires_at(const Message& message) const {
+  const Nanos age = message.op == Op::expired ? std::min(max_age_, marker_ttl_) : max_age_;
+  return message.stamp + age + expiry_lag_;
+}
+
+Nanos KvModel::next_expiry() const {
+  if (max_age_ <= 0 || !exists_)
+    return kForever;
+  Nanos next = kForever;
+  for (const auto& [key, message] : keys_)
+    next = std::min(next, expires_at(message));
+  return next;
 }
 
 WriteResult KvModel::store(const std::string& key, Op op, std::string_view value, Nanos now) {
@@ -78,7 +111,8 @@ WriteResult KvModel::create(const std::string& key, std::string_view value, Nano
   if (first.outcome != Outcome::lost_race)
     return first;
   const auto it = keys_.find(key);
-  if (it == keys_.end() || it->second.op == Op::put)
+  // cnats 3.4 sees an expiry marker as a value (it has no header to tell): no second try.
+  if (it == keys_.end() || it->second.op == Op::put || it->second.op == Op::expired)
     return first;
   return update(key, value, it->second.seq, now);
 }
@@ -123,9 +157,10 @@ ReadResult KvModel::get(const std::string& key, Nanos now) {
   }
   expire(now);
   const auto it = keys_.find(key);
-  if (it == keys_.end() || it->second.op != Op::put)
-    return r; // ok, op absent: no message, or a marker
-  r.entry.op = Op::put;
+  if (it == keys_.end() || it->second.op == Op::del || it->second.op == Op::purge)
+    return r; // ok, op absent: no message, or a delete/purge marker
+  // An expiry marker is reported as the library's port reports it after reading its header.
+  r.entry.op = it->second.op;
   r.entry.value = it->second.value;
   r.entry.revision = it->second.seq;
   return r;

@@ -13,6 +13,11 @@
 // * MaxAge expiry on the server's clock, by a timer that may run late (`expiry_lag`); nothing is
 //   announced when a message expires (nats-server 2.9), it is simply gone; the sequence counter
 //   does not go back. A MaxAge change applies at once to the messages already stored;
+// * optionally (set_markers: a bucket with limit markers, nats-server 2.11 and later) MaxAge
+//   leaves an expiry marker in the expired message's place instead: a message of its own with a
+//   new sequence, announced to watchers, that goes after the marker TTL without a trace. The
+//   world asks when the next expiry is due (next_expiry) and runs tick() then, so the marker is
+//   placed on time rather than at the next request;
 // * a deleted bucket: writes find no responders, gets are never answered (they time out), a
 //   stream info request says "not found"; a re-created bucket restarts its sequence at 1 and has
 //   a new creation time;
@@ -43,7 +48,8 @@ using detail::Outcome;
 using detail::ReadResult;
 using detail::WriteResult;
 
-// One stored message of a key: a value (put) or a marker (del, purge).
+// One stored message of a key: a value (put), a delete/purge marker (del, purge) or the
+// server's expiry marker (expired).
 struct Message {
   Op op = Op::put;
   std::string value;
@@ -77,6 +83,12 @@ public:
   // 2.10 and later answer "no responders" (retryable). Both are modelled; the differential test
   // accepts either, whichever server it runs against.
   void set_deleted_get_no_responders(bool on) { deleted_get_no_responders_ = on; }
+  // Limit markers (subject_delete_marker_ttl): 0 for none.
+  void set_markers(Nanos marker_ttl) { marker_ttl_ = marker_ttl; }
+  [[nodiscard]] bool markers() const noexcept { return marker_ttl_ > 0; }
+  // Server time at which the next stored message expires (kForever: none); tick() then.
+  [[nodiscard]] Nanos next_expiry() const;
+  void tick(Nanos now) { expire(now); }
   void delete_bucket();
   void create_bucket(Nanos max_age, Nanos created_ns);
   void restart_server(Nanos now); // memory storage: the bucket is gone (see above)
@@ -92,11 +104,12 @@ public:
   // (re-created bucket, memory restart): fencing tokens only compare within one epoch.
   [[nodiscard]] std::uint64_t epoch() const noexcept { return epoch_; }
 
-  // Called for every message stored (not for expiries: nothing announces those).
+  // Called for every message stored, expiry markers included (plain expiries announce nothing).
   std::function<void(const std::string& key, const Message& message)> on_message;
 
 private:
   void expire(Nanos now);
+  [[nodiscard]] Nanos expires_at(const Message& message) const;
   WriteResult store(const std::string& key, Op op, std::string_view value, Nanos now);
   static WriteResult no_responders();
 
@@ -106,6 +119,7 @@ private:
   bool exists_ = true;
   Nanos expiry_lag_ = 0;
   bool deleted_get_no_responders_ = false;
+  Nanos marker_ttl_ = 0;
   std::uint64_t last_seq_ = 0;
   std::uint64_t epoch_ = 0;
   std::map<std::string, Message> keys_;

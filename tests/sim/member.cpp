@@ -273,9 +273,10 @@ void Member::watch_entry(std::uint64_t generation, const Entry& entry) {
   deliver("watch", [this, entry](core::Protocol& p, core::Time now) {
     note([&] {
       return fmt::format("<- watch {} '{}' rev {}",
-                         entry.op == Op::put   ? "put"
-                         : entry.op == Op::del ? "del"
-                                               : "purge",
+                         entry.op == Op::put       ? "put"
+                         : entry.op == Op::del     ? "del"
+                         : entry.op == Op::expired ? "expiry marker"
+                                                   : "purge",
                          entry.value, entry.revision);
     });
     p.on_watch_entry(now, entry);

@@ -24,6 +24,7 @@ const char* op_text(Op op) {
   case Op::put: return "put";
   case Op::del: return "del";
   case Op::purge: return "purge";
+  case Op::expired: return "expiry marker";
   }
   return "?";
 }
@@ -39,8 +40,12 @@ World::World(WorldConfig config)
   // Half the worlds answer a get of a deleted bucket as newer servers do. Taken from the seed
   // without a draw, so that the schedules of existing seeds stay as they were.
   bucket_.set_deleted_get_no_responders(((config_.seed >> 5U) & 1U) != 0);
+  // Half the worlds have a bucket with limit markers (nats-server 2.11 and later), kept for the
+  // server's minimum of 1 s; likewise from the seed without a draw.
+  bucket_.set_markers(((config_.seed >> 6U) & 1U) != 0 ? kSec : 0);
   bucket_.on_message = [this](const std::string& key, const Message& message) {
     feed_watches(key, message);
+    schedule_expiry();
   };
 }
 
@@ -119,6 +124,26 @@ void World::send(const Request& request) {
     if (gen != server_gen_)
       return; // the server restarted meanwhile: the connection and the request are gone
     at_server([this, request] { receive(request); });
+  });
+}
+
+void World::schedule_expiry() {
+  // Only a bucket with markers needs its expiries on time: without them an expiry has no
+  // visible effect until the next request, which evaluates it.
+  if (!bucket_.markers())
+    return;
+  const Nanos due = bucket_.next_expiry();
+  if (due == kForever || due >= expiry_tick_due_)
+    return;
+  expiry_tick_due_ = due;
+  // 1 µs after the due time: the conversion from the server's clock may round down.
+  at(std::max(real_at_server(due), now_) + 1000, [this, due] {
+    if (expiry_tick_due_ == due)
+      expiry_tick_due_ = kForever;
+    if (!server_up())
+      return; // the server's resume or restart schedules it again
+    bucket_.tick(server_time(now_));
+    schedule_expiry();
   });
 }
 
@@ -337,6 +362,8 @@ void World::pause_server(Nanos duration) {
     server_backlog_.clear();
     for (auto& fn : backlog)
       fn();
+    expiry_tick_due_ = kForever;
+    schedule_expiry();
   });
 }
 
@@ -360,6 +387,8 @@ void World::restart_server(Nanos down_for) {
   at(now_ + down_for, [this] {
     server_down_ = false;
     note(-1, [] { return std::string("server up again"); });
+    expiry_tick_due_ = kForever;
+    schedule_expiry();
     if (!bucket_.exists())
       silence_all_watches("their stream is gone");
     else
@@ -370,6 +399,8 @@ void World::restart_server(Nanos down_for) {
 
 void World::set_expiry_lag(Nanos lag) {
   bucket_.set_expiry_lag(lag);
+  expiry_tick_due_ = kForever; // the due times moved: schedule anew
+  schedule_expiry();
   note(-1, [&] { return fmt::format("server: expiry timer runs {} late", seconds(lag)); });
 }
 
@@ -418,6 +449,8 @@ void World::op_set_ttl(Nanos ttl) {
     note(-1, [&] { return fmt::format("operator: MaxAge {} -> {}", seconds(old), seconds(ttl)); });
     bucket_.set_max_age(ttl, server_time(now_));
     checker_.on_ttl_change(now_, old);
+    expiry_tick_due_ = kForever;
+    schedule_expiry();
   });
 }
 

@@ -131,6 +131,7 @@ private:
   void receive(const Request& request);
   void answer(const Request& request, const Reply& reply);
   void feed_watches(const std::string& key, const Message& message);
+  void schedule_expiry(); // a bucket with markers: tick the model when its next expiry is due
   void deliver_watch(Member& m, const Entry& entry, bool then_ready);
   void silence_all_watches(const char* why);
   void after_link_heals(Member& m);
@@ -158,6 +159,7 @@ private:
   bool server_down_ = false;
   std::uint64_t server_gen_ = 0;
   std::deque<std::function<void()>> server_backlog_;
+  Nanos expiry_tick_due_ = kForever; // the server time of the expiry tick scheduled, if any
 };
 
 } // namespace kvelect::sim
