@@ -4,6 +4,7 @@
 #include "election_impl.hpp"
 
 #include "handles.hpp"
+#include "status.hpp"
 
 #include <kvelect/nats.hpp>
 
@@ -53,7 +54,30 @@ void IoWorker::run(std::stop_token stop) {
   }
 }
 
-core::BucketResult read_bucket(kvStore* bucket) {
+core::BucketResult read_stream_info(const MarkerCheck& jetstream) {
+  core::BucketResult result;
+  jsStreamInfo* raw = nullptr;
+  auto jerr = static_cast<jsErrCode>(0);
+  const natsStatus status =
+      js_GetStreamInfo(&raw, jetstream.js, jetstream.stream.c_str(), nullptr, &jerr);
+  const StreamInfoHandle info(raw);
+  if (status == NATS_OK && info && info->Config != nullptr) {
+    result.facts.ttl = std::chrono::nanoseconds(info->Config->MaxAge);
+    result.facts.created_ns = info->Created;
+    return result;
+  }
+  // Only "stream not found" proves the bucket is gone; anything else may pass.
+  const bool gone = status == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr;
+  result.outcome = gone ? detail::Outcome::fatal : detail::Outcome::retryable;
+  result.code = gone ? Errc::not_found : errc_of(status);
+  result.message = gone ? fmt::format("bucket '{}' does not exist", jetstream.stream.substr(3))
+                        : failure_message(status, fresh_error_text(status));
+  return result;
+}
+
+core::BucketResult read_bucket(kvStore* bucket, const MarkerCheck& jetstream) {
+  if (jetstream.enabled())
+    return read_stream_info(jetstream);
   core::BucketResult result;
   try {
     const BucketInfo info = bucket_info(bucket);
@@ -484,7 +508,7 @@ void Election::Impl::carry_out(core::Output& output) {
           });
         } else if constexpr (std::is_same_v<O, core::SendBucketRead>) {
           post_io([this, self = shared_from_this(), id = o.id] {
-            post(BucketDone{id, detail::read_bucket(bucket_)});
+            post(BucketDone{id, detail::read_bucket(bucket_, markers_)});
           });
         } else if constexpr (std::is_same_v<O, core::RecreateWatch>) {
           if (watch_)

@@ -50,7 +50,10 @@ private:
 };
 
 // Reads the bucket's TTL for the core; a missing bucket is fatal, anything else retryable.
-core::BucketResult read_bucket(kvStore* bucket);
+// The bucket's TTL, and with a JetStream context (WithJetStream) the stream's creation time too:
+// the identity by which a bucket deleted and made anew is told from the old one ("Bucket
+// changes"). kvStore_Status does not expose the creation time.
+core::BucketResult read_bucket(kvStore* bucket, const MarkerCheck& jetstream);
 
 } // namespace detail
 

@@ -27,5 +27,6 @@ using KvHandle = Handle<kvStore, kvStore_Destroy>;
 using EntryHandle = Handle<kvEntry, kvEntry_Destroy>;
 using StatusHandle = Handle<kvStatus, kvStatus_Destroy>;
 using WatcherHandle = Handle<kvWatcher, kvWatcher_Destroy>;
+using StreamInfoHandle = Handle<jsStreamInfo, jsStreamInfo_Destroy>;
 
 } // namespace kvelect::detail

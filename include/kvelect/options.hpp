@@ -102,7 +102,9 @@ KVELECT_API Option WithTermLimit(std::chrono::milliseconds limit);
 /// (BucketConfig::expiry_markers, nats-server 2.11): it reads an empty value's headers to tell a
 /// marker from an operator's empty put (cnats 3.4's kvEntry has none) and, on a marker, takes
 /// over at once. Without it a marker is taken for an unknown holder's value: safe, but a
-/// successor waits a TTL. See docs/protocol.md, "Expiry markers".
+/// successor waits a TTL. It also reads the bucket's stream info (TTL and creation time) instead
+/// of kvStore_Status, so that a bucket deleted and made anew is recognised within a renewal
+/// period. See docs/protocol.md, "Expiry markers" and "Bucket changes".
 KVELECT_API Option WithJetStream(jsCtx* jetstream);
 /// `healthy()` runs on the campaign thread every `interval`: an unhealthy leader resigns, an
 /// unhealthy candidate does not campaign.
