@@ -304,9 +304,44 @@ void Election::Impl::loop(std::stop_token external) {
 
 Election::Impl::TimePoint Election::Impl::next_deadline() const {
   const core::Time next = core_->next_wake();
-  if (next == core::kNever)
-    return TimePoint::max();
-  return clock_time(next);
+  const TimePoint wake = next == core::kNever ? TimePoint::max() : clock_time(next);
+  return async_write_ ? std::min(wake, async_write_->deadline) : wake;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Asynchronous writes (executor mode)
+
+void Election::Impl::send_async_write(core::SendWrite& write) {
+  // The core took the send time when it asked for this write (core::Protocol::send_write), a
+  // moment before this publish: a lease counts from no later than the write left.
+  const auto sent = Clock::now();
+  detail::WriteResult failed;
+  const std::uint64_t id = write.id;
+  const std::uint64_t ticket = writer_->writer().write(
+      subject_, write.value, write.expected,
+      [this, self = shared_from_this(), id](detail::WriteResult result) {
+        post(WriteDone{id, std::move(result)});
+      },
+      failed);
+  if (ticket == 0) {
+    // Not sent (the connection is closed, out of memory): the result is known now, and comes
+    // back through the inbox like any other, after this dispatch.
+    post(WriteDone{id, std::move(failed)});
+    return;
+  }
+  async_write_ = AsyncWrite{id, ticket, sent + writer_->route().timeout};
+}
+
+void Election::Impl::expire_async_write(TimePoint now) {
+  if (!async_write_ || now < async_write_->deadline)
+    return;
+  const AsyncWrite expired = *async_write_;
+  async_write_.reset();
+  // A reply that arrived meanwhile is already in the inbox (cancel() then fails): it decides.
+  if (!writer_ || !writer_->writer().cancel(expired.ticket))
+    return;
+  core_->on_write(core_time(now), expired.id, detail::classify_failure(NATS_TIMEOUT, {}));
+  dispatch();
 }
 
 void Election::Impl::begin_run() {
@@ -329,6 +364,11 @@ void Election::Impl::begin_run() {
   try {
     if (executor_) {
       watch_ = executor_->watch(bucket_, key_, sink);
+      if (!observe_only_) {
+        writer_ = executor_->writer(bucket_);
+        if (writer_)
+          subject_ = writer_->route().subject_prefix + key_;
+      }
     } else {
       io_ = std::make_unique<detail::IoWorker>();
       watch_ = std::make_unique<detail::KeyWatch>(bucket_, key_, sink);
@@ -348,6 +388,7 @@ void Election::Impl::begin_run() {
     }
     io_.reset();
     watch_.reset();
+    writer_.reset();
     start_failed_ = true;
   }
 }
@@ -373,6 +414,7 @@ bool Election::Impl::step() {
   // lease reports OnLost first (docs/protocol.md, "Lease").
   core_->on_timer(core_time(Clock::now()));
   dispatch();
+  expire_async_write(Clock::now());
   for (auto& item : batch) {
     feed(item, core_time(Clock::now()));
     dispatch();
@@ -411,6 +453,8 @@ void Election::Impl::feed(Inbox& item, core::Time now) {
     case WatchEvent::Kind::failed: core_->on_watch_failed(now, event->message); return;
     }
   } else if (auto* write = std::get_if<WriteDone>(&item)) {
+    if (async_write_ && async_write_->id == write->id)
+      async_write_.reset();
     core_->on_write(now, write->id, write->result);
   } else if (auto* read = std::get_if<ReadDone>(&item)) {
     core_->on_read(now, read->id, read->result);
@@ -423,6 +467,10 @@ void Election::Impl::finish() {
   // The last callback of the run: once running_ is false below, stop() may return (on an
   // executor it does not join anything), and no callback may run after that.
   log(LogLevel::info, fmt::format("left election '{}'", key_));
+  if (async_write_ && writer_)
+    writer_->writer().cancel(async_write_->ticket);
+  async_write_.reset();
+  writer_.reset();
   watch_.reset();
   io_.reset();
   // Off the executor before the run is seen to end: a start() right after stop() returns
@@ -474,6 +522,10 @@ void Election::Impl::carry_out(core::Output& output) {
       [&](auto& o) {
         using O = std::decay_t<decltype(o)>;
         if constexpr (std::is_same_v<O, core::SendWrite>) {
+          if (writer_) {
+            send_async_write(o);
+            return;
+          }
           // The job holds the election: on an executor's request thread it can outlive the run.
           post_io([this, self = shared_from_this(), o = std::move(o)] {
             post(WriteDone{o.id, port_->write(key_, o.value, o.expected)});

@@ -173,6 +173,20 @@ private:
   bool start_failed_ = false; // begin_run() could not start the threads
   std::unique_ptr<detail::IoWorker> io_;
   std::unique_ptr<detail::WatchHandle> watch_;
+  // Executor mode with asynchronous writes (docs/executor.md): the writer, the key's subject,
+  // and the write waiting for its reply. A reply that has not come by `deadline` (the
+  // connection's request timeout after the send, as kvStore_Update waits) is a write of unknown
+  // outcome, as a timed-out request is.
+  struct AsyncWrite {
+    std::uint64_t id = 0;
+    std::uint64_t ticket = 0;
+    TimePoint deadline{};
+  };
+  void send_async_write(core::SendWrite& write);
+  void expire_async_write(TimePoint now);
+  std::unique_ptr<detail::ExecutorState::WriterLease> writer_;
+  std::string subject_;
+  std::optional<AsyncWrite> async_write_;
 };
 
 } // namespace kvelect

@@ -253,6 +253,47 @@ void ExecutorState::release_watch(kvStore* bucket) noexcept {
   // as a stopping election with a watch of its own does.
 }
 
+std::unique_ptr<ExecutorState::WriterLease> ExecutorState::writer(kvStore* bucket) {
+  if (!options_.async_writes)
+    return nullptr;
+  auto route = route_of(bucket);
+  if (!route)
+    return nullptr;
+  AsyncWriter* writer = nullptr;
+  {
+    std::lock_guard lock(writer_mu_);
+    auto& slot = writers_[route->connection];
+    if (!slot.writer) {
+      try {
+        slot.writer = std::make_unique<AsyncWriter>(route->connection);
+      } catch (...) {
+        writers_.erase(route->connection);
+        throw;
+      }
+    }
+    ++slot.users;
+    writer = slot.writer.get();
+  }
+  natsConnection* connection = route->connection;
+  return std::make_unique<WriterLease>(*this, connection, writer, std::move(*route));
+}
+
+ExecutorState::WriterLease::~WriterLease() { owner_.release_writer(connection_); }
+
+void ExecutorState::release_writer(natsConnection* connection) noexcept {
+  std::unique_ptr<AsyncWriter> last;
+  {
+    std::lock_guard lock(writer_mu_);
+    const auto it = writers_.find(connection);
+    if (it == writers_.end() || --it->second.users > 0)
+      return;
+    last = std::move(it->second.writer);
+    writers_.erase(it);
+  }
+  // Unsubscribed here, outside the lock, before the last election's stop() returns: the
+  // connection may be closed right after.
+}
+
 std::size_t ExecutorState::elections() const {
   std::lock_guard lock(mu_);
   return tasks_.size();
@@ -264,7 +305,13 @@ std::size_t ExecutorState::threads() const {
     std::lock_guard lock(watch_mu_);
     watches = watches_.size();
   }
-  return 1 + io_threads_.size() + watches;
+  std::size_t writers = 0;
+  {
+    // Each writer's reply subscription has a cnats delivery thread.
+    std::lock_guard lock(writer_mu_);
+    writers = writers_.size();
+  }
+  return 1 + io_threads_.size() + watches + writers;
 }
 
 } // namespace detail

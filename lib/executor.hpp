@@ -5,6 +5,7 @@
 
 #include <kvelect/executor.hpp>
 
+#include "async_writer.hpp"
 #include "clock.hpp"
 #include "watch.hpp"
 
@@ -64,6 +65,30 @@ public:
   // A subscription to `key` on the bucket's shared watch (made on first use).
   std::unique_ptr<WatchHandle> watch(kvStore* bucket, std::string key, WatchSink sink);
 
+  // The asynchronous writer of the bucket's connection (one per connection, made on first use,
+  // ended with its last user), with the bucket's subject prefix and request timeout; null if
+  // async_writes is off or the bucket was not opened through kvelect.
+  class WriterLease {
+  public:
+    WriterLease(ExecutorState& owner, natsConnection* connection, AsyncWriter* writer,
+                BucketRoute route)
+        : owner_(owner), connection_(connection), writer_(writer), route_(std::move(route)) {}
+    ~WriterLease();
+    WriterLease(const WriterLease&) = delete;
+    WriterLease& operator=(const WriterLease&) = delete;
+    WriterLease(WriterLease&&) = delete;
+    WriterLease& operator=(WriterLease&&) = delete;
+    AsyncWriter& writer() const noexcept { return *writer_; }
+    const BucketRoute& route() const noexcept { return route_; }
+
+  private:
+    ExecutorState& owner_;
+    natsConnection* connection_;
+    AsyncWriter* writer_;
+    BucketRoute route_;
+  };
+  std::unique_ptr<WriterLease> writer(kvStore* bucket);
+
   std::size_t elections() const;
   std::size_t threads() const;
 
@@ -109,6 +134,14 @@ private:
   void release_watch(kvStore* bucket) noexcept;
   mutable std::mutex watch_mu_;
   std::map<kvStore*, SharedWatch> watches_;
+
+  struct SharedWriter {
+    std::unique_ptr<AsyncWriter> writer;
+    std::size_t users = 0;
+  };
+  void release_writer(natsConnection* connection) noexcept;
+  mutable std::mutex writer_mu_;
+  std::map<natsConnection*, SharedWriter> writers_;
 
   std::thread::id thread_id_;
   std::vector<std::jthread> io_threads_;

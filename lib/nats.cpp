@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <kvelect/nats.hpp>
 
+#include "async_writer.hpp"
 #include "handles.hpp"
 #include "nkey.hpp"
 #include "status.hpp"
@@ -62,6 +63,7 @@ struct Connection::Handles {
   std::shared_ptr<CallbackState> callbacks; // first: the handles below may still reach it
   detail::ConnectionHandle connection;
   detail::JetStreamHandle jetstream;
+  std::chrono::milliseconds timeout{0}; // ConnectOptions::timeout: the request timeout
 };
 
 namespace {
@@ -338,6 +340,7 @@ Connection Connection::connect(const ConnectOptions& options) {
   check(natsConnection_JetStream(&raw_js, result.h_->connection.get(), &js_options),
         "cannot create a JetStream context");
   result.h_->jetstream.reset(raw_js);
+  result.h_->timeout = options.timeout;
   return result;
 }
 
@@ -415,6 +418,8 @@ Bucket Bucket::open(const Connection& connection, std::string_view name) {
   if (status == NATS_NOT_FOUND)
     throw Error(Errc::not_found, fmt::format("bucket '{}' does not exist", name));
   check(status, fmt::format("cannot open bucket '{}'", name));
+  // Elections on an Executor write to it by publishing (lib/async_writer.hpp).
+  detail::register_bucket(kv, connection.get(), name, connection.h_->timeout);
   return Bucket(kv);
 }
 
@@ -438,6 +443,7 @@ Bucket Bucket::create(const Connection& connection, const BucketConfig& config) 
   kvStore* kv = nullptr;
   check(js_CreateKeyValue(&kv, connection.jetstream(), &cfg),
         fmt::format("cannot create bucket '{}'", config.name));
+  detail::register_bucket(kv, connection.get(), config.name, connection.h_->timeout);
   return Bucket(kv);
 }
 
@@ -454,15 +460,19 @@ void Bucket::remove(const Connection& connection, std::string_view name) {
 Bucket::Bucket(Bucket&& other) noexcept : kv_(std::exchange(other.kv_, nullptr)) {}
 Bucket& Bucket::operator=(Bucket&& other) noexcept {
   if (this != &other) {
-    if (kv_ != nullptr)
+    if (kv_ != nullptr) {
+      detail::unregister_bucket(kv_);
       kvStore_Destroy(kv_);
+    }
     kv_ = std::exchange(other.kv_, nullptr);
   }
   return *this;
 }
 Bucket::~Bucket() {
-  if (kv_ != nullptr)
+  if (kv_ != nullptr) {
+    detail::unregister_bucket(kv_);
     kvStore_Destroy(kv_);
+  }
 }
 
 BucketInfo Bucket::info() const { return bucket_info(kv_); }

@@ -19,6 +19,11 @@ class ExecutorState;
 struct ExecutorOptions {
   /// Threads that carry out the elections' KV requests (blocking cnats calls). 1..64.
   int io_threads = 2;
+  /// Elections on a bucket opened through kvelect (Bucket::open, Bucket::create) write by
+  /// publishing, with the server's reply handled as it arrives, instead of a blocking request
+  /// on the pool (docs/executor.md, "Asynchronous writes"). Reads stay on the pool. A plain
+  /// kvStore* made with cnats uses the pool for everything.
+  bool async_writes = true;
 };
 
 /// Runs the campaign loops of many elections on one thread, their KV requests on a small pool,

@@ -117,6 +117,7 @@ public:
   struct Handles;
 
 private:
+  friend class Bucket; // reads the request timeout
   explicit Connection(std::unique_ptr<Handles> handles);
   std::unique_ptr<Handles> h_;
 };
