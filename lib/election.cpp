@@ -535,6 +535,14 @@ void Election::Impl::carry_out(core::Output& output) {
             post(ReadDone{id, port_->read(key_)});
           });
         } else if constexpr (std::is_same_v<O, core::SendBucketRead>) {
+          if (executor_) {
+            // Shared with the other elections of the bucket (docs/executor.md).
+            executor_->read_bucket(bucket_, [this, self = shared_from_this(),
+                                             id = o.id](const core::BucketResult& result) {
+              post(BucketDone{id, result});
+            });
+            return;
+          }
           post_io([this, self = shared_from_this(), id = o.id] {
             post(BucketDone{id, detail::read_bucket(bucket_)});
           });

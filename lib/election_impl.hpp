@@ -49,9 +49,6 @@ private:
   std::jthread thread_;
 };
 
-// Reads the bucket's TTL for the core; a missing bucket is fatal, anything else retryable.
-core::BucketResult read_bucket(kvStore* bucket);
-
 } // namespace detail
 
 class Election::Impl : public detail::Steppable,

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <utility>
 
 namespace kvelect {
 namespace detail {
@@ -183,6 +184,46 @@ void ExecutorState::post_io(std::function<void()> job) {
     io_jobs_.push_back(std::move(job));
   }
   io_cv_.notify_one();
+}
+
+void ExecutorState::read_bucket(kvStore* bucket, BucketDone done) {
+  bool send = false;
+  {
+    std::lock_guard lock(reads_mu_);
+    auto& reads = reads_[bucket];
+    reads.waiting.push_back(std::move(done));
+    send = !std::exchange(reads.in_flight, true);
+  }
+  if (send)
+    send_bucket_read(bucket);
+}
+
+void ExecutorState::send_bucket_read(kvStore* bucket) {
+  post_io([this, bucket] {
+    // The requests answered are those made before this read goes out, taken here on the pool
+    // thread right before it is sent.
+    std::vector<BucketDone> batch;
+    {
+      std::lock_guard lock(reads_mu_);
+      batch.swap(reads_[bucket].waiting);
+    }
+    const core::BucketResult result = detail::read_bucket(bucket);
+    for (auto& done : batch)
+      done(result);
+    batch.clear(); // may drop the last reference to an election: outside reads_mu_
+    bool again = false;
+    {
+      std::lock_guard lock(reads_mu_);
+      const auto it = reads_.find(bucket);
+      if (it != reads_.end()) {
+        again = !it->second.waiting.empty();
+        if (!again)
+          reads_.erase(it);
+      }
+    }
+    if (again)
+      send_bucket_read(bucket);
+  });
 }
 
 void ExecutorState::run_io(const std::stop_token& stop) {

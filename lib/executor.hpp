@@ -7,6 +7,7 @@
 
 #include "async_writer.hpp"
 #include "clock.hpp"
+#include "core/protocol.hpp"
 #include "watch.hpp"
 
 #include <condition_variable>
@@ -40,6 +41,10 @@ public:
   virtual void stop() noexcept = 0;
 };
 
+// Reads the bucket's TTL for the core; a missing bucket is fatal, anything else retryable
+// (lib/election.cpp).
+core::BucketResult read_bucket(kvStore* bucket);
+
 class ExecutorState {
 public:
   explicit ExecutorState(ExecutorOptions options);
@@ -62,6 +67,11 @@ public:
 
   // Runs a blocking job on the request pool.
   void post_io(std::function<void()> job);
+  // Reads the bucket's configuration on the request pool for `done`. Elections of one bucket
+  // share reads: one read at a time per bucket, answering every request made before it was sent
+  // (so each answer comes from a read sent after its request, as the core needs; docs/executor.md).
+  using BucketDone = std::function<void(const core::BucketResult&)>;
+  void read_bucket(kvStore* bucket, BucketDone done);
   // A subscription to `key` on the bucket's shared watch (made on first use).
   std::unique_ptr<WatchHandle> watch(kvStore* bucket, std::string key, WatchSink sink);
 
@@ -134,6 +144,14 @@ private:
   void release_watch(kvStore* bucket) noexcept;
   mutable std::mutex watch_mu_;
   std::map<kvStore*, SharedWatch> watches_;
+
+  struct BucketReads {
+    std::vector<BucketDone> waiting;
+    bool in_flight = false;
+  };
+  void send_bucket_read(kvStore* bucket);
+  std::mutex reads_mu_;
+  std::map<kvStore*, BucketReads> reads_;
 
   struct SharedWriter {
     std::unique_ptr<AsyncWriter> writer;
