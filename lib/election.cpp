@@ -411,11 +411,23 @@ bool Election::Impl::step() {
     return false;
   }
   // Every core event checks the lease before anything else: a process that was paused past its
-  // lease reports OnLost first (docs/protocol.md, "Lease").
+  // lease reports OnLost first (docs/protocol.md, "Lease"). Watch events that arrived go first
+  // (each checks the lease itself): the echo of a member's own write does not wake the loop, so
+  // it can wait in the inbox until the next timer, and the timers must not take it for a watch
+  // that fell behind ("Watching the key"; with asynchronous writes the reply often comes before
+  // the echo, and a needless recreate replays the whole bucket's watch).
+  for (auto& item : batch) {
+    if (std::holds_alternative<WatchEvent>(item)) {
+      feed(item, core_time(Clock::now()));
+      dispatch();
+    }
+  }
   core_->on_timer(core_time(Clock::now()));
   dispatch();
   expire_async_write(Clock::now());
   for (auto& item : batch) {
+    if (std::holds_alternative<WatchEvent>(item))
+      continue;
     feed(item, core_time(Clock::now()));
     dispatch();
   }
