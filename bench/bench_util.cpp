@@ -325,6 +325,69 @@ double RawUpdater::once() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Raw asynchronous publish
+
+RawAsyncPublisher::RawAsyncPublisher(natsConnection* connection, kvStore* bucket, std::string key)
+    : connection_(connection), bucket_(bucket), key_(std::move(key)),
+      subject_("$KV." + std::string(kvStore_Bucket(bucket)) + "." + key_) {
+  natsInbox* inbox = nullptr;
+  check_nats(natsInbox_Create(&inbox), "natsInbox_Create");
+  inbox_ = inbox;
+  natsInbox_Destroy(inbox);
+  check_nats(natsConnection_Subscribe(&sub_, connection_, inbox_.c_str(), on_reply, this),
+             "natsConnection_Subscribe");
+  check_nats(kvStore_PutString(&revision_, bucket_, key_.c_str(), "raw"), "kvStore_Put");
+}
+
+RawAsyncPublisher::~RawAsyncPublisher() {
+  natsSubscription_Unsubscribe(sub_);
+  natsSubscription_Destroy(sub_);
+}
+
+void RawAsyncPublisher::on_reply(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+  const auto arrived = std::chrono::steady_clock::now();
+  auto* self = static_cast<RawAsyncPublisher*>(closure);
+  {
+    std::lock_guard lock(self->mu_);
+    self->arrived_ = arrived;
+    self->body_.assign(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+    self->replied_ = true;
+  }
+  self->cv_.notify_all();
+  natsMsg_Destroy(msg);
+}
+
+double RawAsyncPublisher::once() {
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    {
+      std::lock_guard lock(mu_);
+      replied_ = false;
+    }
+    natsMsg* msg = nullptr;
+    check_nats(natsMsg_Create(&msg, subject_.c_str(), inbox_.c_str(), "raw", 3), "natsMsg_Create");
+    const std::string last = std::to_string(revision_);
+    check_nats(natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence", last.c_str()),
+               "natsMsgHeader_Set");
+    const auto start = std::chrono::steady_clock::now();
+    const natsStatus status = natsConnection_PublishMsg(connection_, msg);
+    natsMsg_Destroy(msg);
+    check_nats(status, "natsConnection_PublishMsg");
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, std::chrono::seconds(5), [this] { return replied_; }))
+      throw std::runtime_error("no reply to an asynchronous publish within 5 s");
+    const auto seq = json_uint(body_, "seq");
+    if (seq && body_.find("\"error\"") == std::string::npos) {
+      revision_ = *seq;
+      return ms_between(start, arrived_);
+    }
+    lock.unlock();
+    // The key expired (a short-TTL bucket) between two probes: put it back, time the next one.
+    check_nats(kvStore_PutString(&revision_, bucket_, key_.c_str(), "raw"), "kvStore_Put");
+  }
+  throw std::runtime_error("asynchronous publish to " + key_ + " keeps failing");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Thread handoff
 
 PingPong::PingPong() : thread_([this] { serve(); }) {}

@@ -137,6 +137,33 @@ private:
   std::uint64_t revision_ = 0;
 };
 
+/// Revision-checked write of one key as a plain publish (header Nats-Expected-Last-Subject-
+/// Sequence) with its reply on an asynchronous subscription: the round trip of an asynchronous
+/// KV write, from just before the publish to the reply's arrival in cnats' delivery thread (the
+/// physical limit of one campaign step; no handoff back to the caller is counted).
+class RawAsyncPublisher {
+public:
+  RawAsyncPublisher(natsConnection* connection, kvStore* bucket, std::string key);
+  ~RawAsyncPublisher();
+  RawAsyncPublisher(const RawAsyncPublisher&) = delete;
+  RawAsyncPublisher& operator=(const RawAsyncPublisher&) = delete;
+  /// One write; returns the round trip in ms.
+  double once();
+
+private:
+  static void on_reply(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* closure);
+  natsConnection* connection_;
+  kvStore* bucket_;
+  std::string key_, subject_, inbox_;
+  natsSubscription* sub_ = nullptr;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool replied_ = false;
+  std::string body_;
+  std::chrono::steady_clock::time_point arrived_{};
+  std::uint64_t revision_ = 0;
+};
+
 /// Two thread handoffs, as kvelect's campaign thread and I/O worker make per request: post a job
 /// to a thread waiting on a condition variable, which posts an answer back the same way.
 class PingPong {

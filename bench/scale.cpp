@@ -26,6 +26,8 @@
 //
 // Settings (flag or $KVELECT_BENCH_<NAME>):
 //   --elections 100,1000,5000   --steady-s 20   --memory (memory storage; default file)
+//   --design both (threads, executor, executor-sync: an executor without asynchronous writes,
+//            executors: executor-sync and executor side by side, both: threads and executor)
 //   --start-rate 0 (elections start()ed per second; 0: all at once)   --stall-s 20
 //   --stop-limit-s 30 (stopping all elections may take this long; then the child leaves without)
 //   --child-timeout-s 600 (a child still running then is killed; its figures so far are kept)
@@ -137,8 +139,12 @@ int child(long n, double steady_s, bool memory, double start_rate, double stall_
   // Design "executor": every election on one shared kvelect::Executor (declared before the
   // elections, so that it outlives them); "threads": threads of their own (the default).
   std::optional<kvelect::Executor> executor;
+  // "executor-sync": the same without asynchronous writes (every request on the pool), the
+  // executor's design before issue 14.
   if (design == "executor")
     executor.emplace();
+  else if (design == "executor-sync")
+    executor.emplace(kvelect::ExecutorOptions{2, false});
   std::vector<std::unique_ptr<kvelect::Election>> elections;
   elections.reserve(static_cast<std::size_t>(n));
   const auto t_construct = Clock::now();
@@ -439,15 +445,20 @@ int main(int argc, char** argv) {
                  settings.str("design", "threads"));
 
   const auto ns = settings.list("elections", {100, 1000, 5000});
-  // Both designs side by side unless one is chosen (issue 7): "threads", "executor" or "both".
+  // Both designs side by side unless one is chosen (issue 7): "threads", "executor" or "both";
+  // "executors" compares the executor without and with asynchronous writes (issue 14).
   const std::string designs = settings.str("design", "both");
   std::vector<std::string> design_list;
   if (designs == "both")
     design_list = {"threads", "executor"};
-  else if (designs == "threads" || designs == "executor")
+  else if (designs == "executors")
+    design_list = {"executor-sync", "executor"};
+  else if (designs == "threads" || designs == "executor" || designs == "executor-sync")
     design_list = {designs};
   else {
-    std::fprintf(stderr, "--design must be threads, executor or both, not '%s'\n", designs.c_str());
+    std::fprintf(stderr,
+                 "--design must be threads, executor, executor-sync, executors or both, not '%s'\n",
+                 designs.c_str());
     return 2;
   }
   std::printf("kvelect-bench-scale: one process, one connection, one member per election, TTL 5 s, "
@@ -500,20 +511,32 @@ int main(int argc, char** argv) {
     auto judge = [&](const char* key, double bound) {
       return num(key) < 0 ? std::string("-") : kvbench::verdict(num(key), bound);
     };
+    const bool executor = design.rfind("executor", 0) == 0;
     if (n == "1000") {
-      targets.row({n, design, "process CPU-s / min", get(r, "cpu_s_per_min"), "≤ 3",
-                   judge("cpu_s_per_min", 3), "7.7"});
-      targets.row({n, design, "peak RSS", get(r, "peak_rss_mib") + " MiB", "≤ 20 MiB",
-                   judge("peak_rss_mib", 20), "31 MiB"});
-      targets.row({n, design, "nats-server CPU-s / min", get(r, "server_cpu_s_per_min"), "≤ 2",
-                   judge("server_cpu_s_per_min", 2), "3.9"});
+      targets.row({n, design, "process CPU-s / min", get(r, "cpu_s_per_min"),
+                   executor ? "≤ 0.8 (issue 14)" : "≤ 3",
+                   judge("cpu_s_per_min", executor ? 0.8 : 3), "7.7"});
+      targets.row({n, design, "peak RSS", get(r, "peak_rss_mib") + " MiB",
+                   executor ? "≤ 12 MiB (issue 14)" : "≤ 20 MiB",
+                   judge("peak_rss_mib", executor ? 12 : 20), "31 MiB"});
+      targets.row({n, design, "nats-server CPU-s / min", get(r, "server_cpu_s_per_min"),
+                   executor ? "≤ 1.5 (issue 14)" : "≤ 2",
+                   judge("server_cpu_s_per_min", executor ? 1.5 : 2), "3.9"});
       targets.row({n, design, "OS threads", get(r, "threads"), "-", "-", "8 (1,008 goroutines)"});
     } else if (n == "5000") {
       targets.row({n, design, "process CPU-s / min", get(r, "cpu_s_per_min"), "-", "-", "17.0"});
       targets.row({n, design, "peak RSS", get(r, "peak_rss_mib") + " MiB", "-", "-", "105 MiB"});
+    } else if (n == "10000" && executor) {
+      targets.row({n, design, "all won after start", get(r, "all_won_s") + " s", "≤ 3 s",
+                   judge("all_won_s", 3), "-"});
+      targets.row({n, design, "process CPU-s / min", get(r, "cpu_s_per_min"), "≤ 8",
+                   judge("cpu_s_per_min", 8), "-"});
+      targets.row({n, design, "peak RSS", get(r, "peak_rss_mib") + " MiB", "≤ 64 MiB",
+                   judge("peak_rss_mib", 64), "-"});
+      targets.row({n, design, "OS threads", get(r, "threads"), "≤ 6", judge("threads", 6), "-"});
     }
   }
-  targets.print("targets (issue 7) and the Go reference (BASELINE.md, 60 s windows)");
+  targets.print("targets (issues 7 and 14) and the Go reference (BASELINE.md, 60 s windows)");
   int failures = 0;
   for (const auto& r : results) {
     std::printf("N = %s (%s): errors reported through OnError during start-up: %s; during the "

@@ -328,9 +328,8 @@ void Election::Impl::loop(std::stop_token external) {
 
 Election::Impl::TimePoint Election::Impl::next_deadline() const {
   const core::Time next = core_->next_wake();
-  if (next == core::kNever)
-    return TimePoint::max();
-  return clock_time(next);
+  const TimePoint wake = next == core::kNever ? TimePoint::max() : clock_time(next);
+  return async_write_ ? std::min(wake, async_write_->deadline) : wake;
 }
 
 void Election::Impl::begin_run() {
@@ -353,6 +352,11 @@ void Election::Impl::begin_run() {
   try {
     if (executor_) {
       watch_ = executor_->watch(bucket_, key_, sink, markers_);
+      if (!observe_only_) {
+        writer_ = executor_->writer(bucket_);
+        if (writer_)
+          subject_ = writer_->route().subject_prefix + key_;
+      }
     } else {
       io_ = std::make_unique<detail::IoWorker>();
       watch_ = std::make_unique<detail::KeyWatch>(bucket_, key_, sink, markers_);
@@ -372,6 +376,7 @@ void Election::Impl::begin_run() {
     }
     io_.reset();
     watch_.reset();
+    writer_.reset();
     start_failed_ = true;
   }
 }
@@ -394,10 +399,23 @@ bool Election::Impl::step() {
     return false;
   }
   // Every core event checks the lease before anything else: a process that was paused past its
-  // lease reports OnLost first (docs/protocol.md, "Lease").
+  // lease reports OnLost first (docs/protocol.md, "Lease"). Watch events that arrived go first
+  // (each checks the lease itself): the echo of a member's own write does not wake the loop, so
+  // it can wait in the inbox until the next timer, and the timers must not take it for a watch
+  // that fell behind ("Watching the key"; with asynchronous writes the reply often comes before
+  // the echo, and a needless recreate replays the whole bucket's watch).
+  for (auto& item : batch) {
+    if (std::holds_alternative<WatchEvent>(item)) {
+      feed(item, core_time(Clock::now()));
+      dispatch();
+    }
+  }
   core_->on_timer(core_time(Clock::now()));
   dispatch();
+  expire_async_write(Clock::now());
   for (auto& item : batch) {
+    if (std::holds_alternative<WatchEvent>(item))
+      continue;
     feed(item, core_time(Clock::now()));
     dispatch();
   }
@@ -435,6 +453,8 @@ void Election::Impl::feed(Inbox& item, core::Time now) {
     case WatchEvent::Kind::failed: core_->on_watch_failed(now, event->message); return;
     }
   } else if (auto* write = std::get_if<WriteDone>(&item)) {
+    if (async_write_ && async_write_->id == write->id)
+      async_write_.reset();
     core_->on_write(now, write->id, write->result);
   } else if (auto* read = std::get_if<ReadDone>(&item)) {
     core_->on_read(now, read->id, read->result);
@@ -447,6 +467,10 @@ void Election::Impl::finish() {
   // The last callback of the run: once running_ is false below, stop() may return (on an
   // executor it does not join anything), and no callback may run after that.
   log(LogLevel::info, fmt::format("left election '{}'", key_));
+  if (async_write_ && writer_)
+    writer_->writer().cancel(async_write_->ticket);
+  async_write_.reset();
+  writer_.reset();
   watch_.reset();
   io_.reset();
   // Off the executor before the run is seen to end: a start() right after stop() returns
@@ -498,6 +522,10 @@ void Election::Impl::carry_out(core::Output& output) {
       [&](auto& o) {
         using O = std::decay_t<decltype(o)>;
         if constexpr (std::is_same_v<O, core::SendWrite>) {
+          if (writer_) {
+            send_async_write(o);
+            return;
+          }
           // The job holds the election: on an executor's request thread it can outlive the run.
           post_io([this, self = shared_from_this(), o = std::move(o)] {
             post(WriteDone{o.id, port_->write(key_, o.value, o.expected)});
@@ -507,6 +535,15 @@ void Election::Impl::carry_out(core::Output& output) {
             post(ReadDone{id, port_->read(key_)});
           });
         } else if constexpr (std::is_same_v<O, core::SendBucketRead>) {
+          if (executor_) {
+            // Shared with the other elections of the bucket (docs/executor.md).
+            executor_->read_bucket(
+                bucket_, markers_,
+                [this, self = shared_from_this(), id = o.id](const core::BucketResult& result) {
+                  post(BucketDone{id, result});
+                });
+            return;
+          }
           post_io([this, self = shared_from_this(), id = o.id] {
             post(BucketDone{id, detail::read_bucket(bucket_, markers_)});
           });

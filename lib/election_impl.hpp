@@ -49,12 +49,6 @@ private:
   std::jthread thread_;
 };
 
-// Reads the bucket's TTL for the core; a missing bucket is fatal, anything else retryable.
-// The bucket's TTL, and with a JetStream context (WithJetStream) the stream's creation time too:
-// the identity by which a bucket deleted and made anew is told from the old one ("Bucket
-// changes"). kvStore_Status does not expose the creation time.
-core::BucketResult read_bucket(kvStore* bucket, const MarkerCheck& jetstream);
-
 } // namespace detail
 
 class Election::Impl : public detail::Steppable,
@@ -177,6 +171,20 @@ private:
   bool start_failed_ = false; // begin_run() could not start the threads
   std::unique_ptr<detail::IoWorker> io_;
   std::unique_ptr<detail::WatchHandle> watch_;
+  // Executor mode with asynchronous writes (docs/executor.md): the writer, the key's subject,
+  // and the write waiting for its reply. A reply that has not come by `deadline` (the
+  // connection's request timeout after the send, as kvStore_Update waits) is a write of unknown
+  // outcome, as a timed-out request is.
+  struct AsyncWrite {
+    std::uint64_t id = 0;
+    std::uint64_t ticket = 0;
+    TimePoint deadline{};
+  };
+  void send_async_write(core::SendWrite& write);
+  void expire_async_write(TimePoint now);
+  std::unique_ptr<detail::ExecutorState::WriterLease> writer_;
+  std::string subject_;
+  std::optional<AsyncWrite> async_write_;
 };
 
 } // namespace kvelect

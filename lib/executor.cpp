@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <utility>
 
 namespace kvelect {
 namespace detail {
@@ -185,6 +186,51 @@ void ExecutorState::post_io(std::function<void()> job) {
   io_cv_.notify_one();
 }
 
+void ExecutorState::read_bucket(kvStore* bucket, const MarkerCheck& jetstream, BucketDone done) {
+  bool send = false;
+  {
+    std::lock_guard lock(reads_mu_);
+    auto& reads = reads_[bucket];
+    if (!reads.jetstream.enabled())
+      reads.jetstream = jetstream;
+    reads.waiting.push_back(std::move(done));
+    send = !std::exchange(reads.in_flight, true);
+  }
+  if (send)
+    send_bucket_read(bucket);
+}
+
+void ExecutorState::send_bucket_read(kvStore* bucket) {
+  post_io([this, bucket] {
+    // The requests answered are those made before this read goes out, taken here on the pool
+    // thread right before it is sent.
+    std::vector<BucketDone> batch;
+    MarkerCheck jetstream;
+    {
+      std::lock_guard lock(reads_mu_);
+      auto& reads = reads_[bucket];
+      batch.swap(reads.waiting);
+      jetstream = reads.jetstream;
+    }
+    const core::BucketResult result = detail::read_bucket(bucket, jetstream);
+    for (auto& done : batch)
+      done(result);
+    batch.clear(); // may drop the last reference to an election: outside reads_mu_
+    bool again = false;
+    {
+      std::lock_guard lock(reads_mu_);
+      const auto it = reads_.find(bucket);
+      if (it != reads_.end()) {
+        again = !it->second.waiting.empty();
+        if (!again)
+          reads_.erase(it);
+      }
+    }
+    if (again)
+      send_bucket_read(bucket);
+  });
+}
+
 void ExecutorState::run_io(const std::stop_token& stop) {
   for (;;) {
     std::function<void()> job;
@@ -253,6 +299,47 @@ void ExecutorState::release_watch(kvStore* bucket) noexcept {
   // as a stopping election with a watch of its own does.
 }
 
+std::unique_ptr<ExecutorState::WriterLease> ExecutorState::writer(kvStore* bucket) {
+  if (!options_.async_writes)
+    return nullptr;
+  auto route = route_of(bucket);
+  if (!route)
+    return nullptr;
+  AsyncWriter* writer = nullptr;
+  {
+    std::lock_guard lock(writer_mu_);
+    auto& slot = writers_[route->connection];
+    if (!slot.writer) {
+      try {
+        slot.writer = std::make_unique<AsyncWriter>(route->connection);
+      } catch (...) {
+        writers_.erase(route->connection);
+        throw;
+      }
+    }
+    ++slot.users;
+    writer = slot.writer.get();
+  }
+  natsConnection* connection = route->connection;
+  return std::make_unique<WriterLease>(*this, connection, writer, std::move(*route));
+}
+
+ExecutorState::WriterLease::~WriterLease() { owner_.release_writer(connection_); }
+
+void ExecutorState::release_writer(natsConnection* connection) noexcept {
+  std::unique_ptr<AsyncWriter> last;
+  {
+    std::lock_guard lock(writer_mu_);
+    const auto it = writers_.find(connection);
+    if (it == writers_.end() || --it->second.users > 0)
+      return;
+    last = std::move(it->second.writer);
+    writers_.erase(it);
+  }
+  // Unsubscribed here, outside the lock, before the last election's stop() returns: the
+  // connection may be closed right after.
+}
+
 std::size_t ExecutorState::elections() const {
   std::lock_guard lock(mu_);
   return tasks_.size();
@@ -264,7 +351,13 @@ std::size_t ExecutorState::threads() const {
     std::lock_guard lock(watch_mu_);
     watches = watches_.size();
   }
-  return 1 + io_threads_.size() + watches;
+  std::size_t writers = 0;
+  {
+    // Each writer's reply subscription has a cnats delivery thread.
+    std::lock_guard lock(writer_mu_);
+    writers = writers_.size();
+  }
+  return 1 + io_threads_.size() + watches + writers;
 }
 
 } // namespace detail

@@ -5,7 +5,9 @@
 
 #include <kvelect/executor.hpp>
 
+#include "async_writer.hpp"
 #include "clock.hpp"
+#include "core/protocol.hpp"
 #include "watch.hpp"
 
 #include <condition_variable>
@@ -39,6 +41,12 @@ public:
   virtual void stop() noexcept = 0;
 };
 
+// Reads the bucket's TTL for the core, and with a JetStream context (WithJetStream) the stream's
+// creation time too: the identity by which a bucket deleted and made anew is told from the old
+// one ("Bucket changes"; kvStore_Status does not expose it). A missing bucket is fatal, anything
+// else retryable (lib/election.cpp).
+core::BucketResult read_bucket(kvStore* bucket, const MarkerCheck& jetstream);
+
 class ExecutorState {
 public:
   explicit ExecutorState(ExecutorOptions options);
@@ -61,11 +69,42 @@ public:
 
   // Runs a blocking job on the request pool.
   void post_io(std::function<void()> job);
+  // Reads the bucket's configuration on the request pool for `done`. Elections of one bucket
+  // share reads: one read at a time per bucket, answering every request made before it was sent
+  // (so each answer comes from a read sent after its request, as the core needs; docs/executor.md).
+  // `jetstream`: as for the watch, the first election with a JetStream context decides (one
+  // kvStore* has one connection).
+  using BucketDone = std::function<void(const core::BucketResult&)>;
+  void read_bucket(kvStore* bucket, const MarkerCheck& jetstream, BucketDone done);
   // A subscription to `key` on the bucket's shared watch (made on first use).
   // `markers`: how the bucket's shared watch recognises expiry markers; the first election to
   // watch a bucket handle decides (every election on one kvStore* shares its connection).
   std::unique_ptr<WatchHandle> watch(kvStore* bucket, std::string key, WatchSink sink,
                                      const MarkerCheck& markers = {});
+
+  // The asynchronous writer of the bucket's connection (one per connection, made on first use,
+  // ended with its last user), with the bucket's subject prefix and request timeout; null if
+  // async_writes is off or the bucket was not opened through kvelect.
+  class WriterLease {
+  public:
+    WriterLease(ExecutorState& owner, natsConnection* connection, AsyncWriter* writer,
+                BucketRoute route)
+        : owner_(owner), connection_(connection), writer_(writer), route_(std::move(route)) {}
+    ~WriterLease();
+    WriterLease(const WriterLease&) = delete;
+    WriterLease& operator=(const WriterLease&) = delete;
+    WriterLease(WriterLease&&) = delete;
+    WriterLease& operator=(WriterLease&&) = delete;
+    AsyncWriter& writer() const noexcept { return *writer_; }
+    const BucketRoute& route() const noexcept { return route_; }
+
+  private:
+    ExecutorState& owner_;
+    natsConnection* connection_;
+    AsyncWriter* writer_;
+    BucketRoute route_;
+  };
+  std::unique_ptr<WriterLease> writer(kvStore* bucket);
 
   std::size_t elections() const;
   std::size_t threads() const;
@@ -112,6 +151,23 @@ private:
   void release_watch(kvStore* bucket) noexcept;
   mutable std::mutex watch_mu_;
   std::map<kvStore*, SharedWatch> watches_;
+
+  struct BucketReads {
+    std::vector<BucketDone> waiting;
+    bool in_flight = false;
+    MarkerCheck jetstream;
+  };
+  void send_bucket_read(kvStore* bucket);
+  std::mutex reads_mu_;
+  std::map<kvStore*, BucketReads> reads_;
+
+  struct SharedWriter {
+    std::unique_ptr<AsyncWriter> writer;
+    std::size_t users = 0;
+  };
+  void release_writer(natsConnection* connection) noexcept;
+  mutable std::mutex writer_mu_;
+  std::map<natsConnection*, SharedWriter> writers_;
 
   std::thread::id thread_id_;
   std::vector<std::jthread> io_threads_;

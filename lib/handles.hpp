@@ -28,5 +28,7 @@ using EntryHandle = Handle<kvEntry, kvEntry_Destroy>;
 using StatusHandle = Handle<kvStatus, kvStatus_Destroy>;
 using WatcherHandle = Handle<kvWatcher, kvWatcher_Destroy>;
 using StreamInfoHandle = Handle<jsStreamInfo, jsStreamInfo_Destroy>;
+using MsgHandle = Handle<natsMsg, natsMsg_Destroy>;
+using SubscriptionHandle = Handle<natsSubscription, natsSubscription_Destroy>;
 
 } // namespace kvelect::detail

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <kvelect/nats.hpp>
 
+#include "async_writer.hpp"
 #include "handles.hpp"
 #include "markers.hpp"
 #include "nkey.hpp"
@@ -63,7 +64,7 @@ struct Connection::Handles {
   std::shared_ptr<CallbackState> callbacks; // first: the handles below may still reach it
   detail::ConnectionHandle connection;
   detail::JetStreamHandle jetstream;
-  std::chrono::milliseconds timeout{2000};
+  std::chrono::milliseconds timeout{2000}; // ConnectOptions::timeout: the request timeout
 };
 
 namespace {
@@ -421,6 +422,8 @@ Bucket Bucket::open(const Connection& connection, std::string_view name) {
   if (status == NATS_NOT_FOUND)
     throw Error(Errc::not_found, fmt::format("bucket '{}' does not exist", name));
   check(status, fmt::format("cannot open bucket '{}'", name));
+  // Elections on an Executor write to it by publishing (lib/async_writer.hpp).
+  detail::register_bucket(kv, connection.get(), name, connection.timeout());
   return Bucket(kv, connection.get(), connection.timeout());
 }
 
@@ -451,6 +454,7 @@ Bucket Bucket::create(const Connection& connection, const BucketConfig& config) 
   else
     check(js_CreateKeyValue(&kv, connection.jetstream(), &cfg),
           fmt::format("cannot create bucket '{}'", config.name));
+  detail::register_bucket(kv, connection.get(), config.name, connection.timeout());
   return Bucket(kv, connection.get(), connection.timeout());
 }
 
@@ -469,8 +473,10 @@ Bucket::Bucket(Bucket&& other) noexcept
       connection_(std::exchange(other.connection_, nullptr)), timeout_(other.timeout_) {}
 Bucket& Bucket::operator=(Bucket&& other) noexcept {
   if (this != &other) {
-    if (kv_ != nullptr)
+    if (kv_ != nullptr) {
+      detail::unregister_bucket(kv_);
       kvStore_Destroy(kv_);
+    }
     kv_ = std::exchange(other.kv_, nullptr);
     connection_ = std::exchange(other.connection_, nullptr);
     timeout_ = other.timeout_;
@@ -478,8 +484,10 @@ Bucket& Bucket::operator=(Bucket&& other) noexcept {
   return *this;
 }
 Bucket::~Bucket() {
-  if (kv_ != nullptr)
+  if (kv_ != nullptr) {
+    detail::unregister_bucket(kv_);
     kvStore_Destroy(kv_);
+  }
 }
 
 BucketInfo Bucket::info() const {

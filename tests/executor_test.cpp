@@ -38,7 +38,7 @@ protected:
 
 // The test of issue 7: 500 elections in one process, one member each, for a few TTLs. All are
 // won, none is lost, and the process has exactly the executor's threads more than before.
-TEST_F(ExecutorTest, FiveHundredElectionsOnFourThreads) {
+TEST_F(ExecutorTest, FiveHundredElectionsOnFiveThreads) {
   constexpr int kElections = 500;
   const int threads_before = thread_count();
   Executor executor(ExecutorOptions{2});
@@ -64,12 +64,76 @@ TEST_F(ExecutorTest, FiveHundredElectionsOnFourThreads) {
   for (auto& e : elections)
     leading += e->is_leader() ? 1 : 0;
   EXPECT_EQ(leading, kElections);
-  // 1 campaign thread + 2 request threads + 1 watch thread for the one bucket.
-  EXPECT_EQ(executor.threads(), 4U);
-  EXPECT_EQ(thread_count() - threads_before, 4);
+  // 1 campaign thread + 2 request threads + 1 watch thread for the one bucket + cnats' delivery
+  // thread of the connection's write replies (docs/executor.md).
+  EXPECT_EQ(executor.threads(), 5U);
+  EXPECT_EQ(thread_count() - threads_before, 5);
   elections.clear(); // each stop() releases its key
   EXPECT_EQ(history.losses(), kElections);
   EXPECT_EQ(executor.elections(), 0U);
+  EXPECT_EQ(executor.threads(), 3U); // the watch and the writer end with their last election
+}
+
+// The test of issue 14: 10,000 elections in one process on one executor and one connection, with
+// asynchronous writes. All are won, none is lost over a few renewals, and the process's OS
+// threads stay bounded (no thread per election or per request). A longer TTL than the other
+// tests keeps the renewal rate (10,000 / (2/3 × 10 s) = 1,500 writes a second) within what a
+// loaded 2-core test machine serves with room to spare.
+TEST_F(ExecutorTest, TenThousandElectionsOnOneConnection) {
+  constexpr int kElections = 10'000;
+  constexpr auto long_ttl = 10s;
+  auto bucket = make_bucket(*connection_, long_ttl);
+  const int threads_before = thread_count();
+  Executor executor(ExecutorOptions{2});
+  std::atomic<int> wins{0};
+  std::atomic<int> losses{0};
+  std::vector<std::unique_ptr<Election>> elections;
+  elections.reserve(kElections);
+  for (int i = 0; i < kElections; ++i)
+    elections.push_back(std::make_unique<Election>(
+        "member", fmt::format("job{}", i), bucket.get(), SkipValidation(), WithExecutor(executor),
+        WithStartupSplay(1000ms), OnWon([&wins] { ++wins; }), OnLost([&losses] { ++losses; })));
+  const auto started = std::chrono::steady_clock::now();
+  for (auto& e : elections)
+    e->start();
+  ASSERT_TRUE(eventually([&] { return wins.load() == kElections; }, 120s))
+      << wins.load() << " of " << kElections << " won";
+  const auto won_after = std::chrono::steady_clock::now() - started;
+  std::fprintf(stderr, "all %d won %.2f s after start()\n", kElections,
+               std::chrono::duration<double>(won_after).count());
+  // 1 campaign thread + 2 request threads + 1 watch thread + 1 cnats delivery thread.
+  EXPECT_EQ(executor.threads(), 5U);
+  EXPECT_LE(thread_count() - threads_before, 5);
+  // Two renewal periods and more: every election renews twice, nobody loses.
+  std::this_thread::sleep_for(long_ttl * 3 / 2);
+  EXPECT_EQ(losses.load(), 0);
+  EXPECT_EQ(wins.load(), kElections);
+  int leading = 0;
+  for (auto& e : elections)
+    leading += e->is_leader() ? 1 : 0;
+  EXPECT_EQ(leading, kElections);
+  EXPECT_LE(thread_count() - threads_before, 5);
+  elections.clear();
+  EXPECT_EQ(losses.load(), kElections);
+  EXPECT_EQ(executor.elections(), 0U);
+}
+
+// With async_writes off, the executor's elections write through the request pool as before
+// issue 14: no reply subscription, one thread fewer, the same protocol.
+TEST_F(ExecutorTest, SynchronousWritesStillWork) {
+  Executor executor(ExecutorOptions{2, false});
+  History history;
+  auto a = member(executor, "a", "sync", {OnWon([&history] { history.won("a"); })});
+  auto b = member(executor, "b", "sync", {OnWon([&history] { history.won("b"); })});
+  a->start();
+  ASSERT_TRUE(a->await(10s));
+  b->start();
+  std::this_thread::sleep_for(2 * ttl);
+  EXPECT_TRUE(a->is_leader());
+  EXPECT_FALSE(b->is_leader());
+  EXPECT_EQ(executor.threads(), 4U);
+  a->stop();
+  EXPECT_TRUE(b->await(10s)); // took over through a's release
 }
 
 // Executor members and members with threads of their own share one election: one leader at a
