@@ -211,7 +211,7 @@ log "run directory $run; namespaces ${P}*"
 for node in "${servers[@]}"; do start_server "$node"; done
 if ! ctl create --ttl-ms $((ttl * 1000)) --replicas 3 >"$run/create.out"; then
   echo "lab: the cluster did not come up; server logs in $run/n*/server.log" >&2
-  tail -5 "$run"/n*/server.log "$run/ctl.err" >&2
+  tail -n 5 "$run"/n*/server.log "$run/ctl.err" >&2
   exit 1
 fi
 log "$(cat "$run/create.out"), stream leader $(stream_leader)"
