@@ -96,6 +96,13 @@ int main(int argc, char** argv) {
     }
   }
 
+  // Report times count from the first member event (History's own origin is CLOCK_MONOTONIC).
+  std::int64_t first_ns = 0;
+  for (const auto& e : all)
+    if (first_ns == 0 || e.ns < first_ns)
+      first_ns = e.ns;
+  history.set_origin(first_ns);
+
   std::vector<Fault> faults;
   std::int64_t end_ns = 0, stopping_ns = 0;
   {
@@ -290,11 +297,10 @@ int main(int argc, char** argv) {
   if (failures > 0) {
     std::sort(all.begin(), all.end(),
               [](const fault::Event& a, const fault::Event& b) { return a.ns < b.ns; });
-    const std::int64_t origin = all.empty() ? 0 : all.front().ns;
-    std::printf("timeline (ms since the first event; 'leader' lines left out):\n");
+    std::printf("timeline (ms since the first member event; 'leader' lines left out):\n");
     for (const auto& e : all)
       if (e.kind != "leader")
-        std::printf("  %+10.1f  %s %s %s\n", static_cast<double>(e.ns - origin) / 1e6,
+        std::printf("  %+10.1f  %s %s %s\n", static_cast<double>(e.ns - first_ns) / 1e6,
                     e.member.c_str(), e.kind.c_str(), e.detail.c_str());
     std::printf("RESULT: FAILED (%d problems)\n", failures);
     return 1;
