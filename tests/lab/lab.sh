@@ -176,7 +176,9 @@ cluster { name: kvlab, listen: ${addr[$node]}:6222, routes: [ $(
     echo "${routes[*]}"
   ) ] }
 EOF
-  ip netns exec "$P$node" "$server" -c "$dir/nats.conf" >>"$dir/server.log" 2>&1 &
+  # 9>&- (here and for every child that may outlive a killed run: sleep, ctl): the lock is the
+  # run's alone; a child that kept it would make a dead run look alive.
+  ip netns exec "$P$node" "$server" -c "$dir/nats.conf" >>"$dir/server.log" 2>&1 9>&- &
   pid[$node]=$!
 }
 start_member() { # m1..m3: m1 and m2 know only their own server, m3 knows all three
@@ -188,12 +190,12 @@ start_member() { # m1..m3: m1 and m2 know only their own server, m3 knows all th
   esac
   # shellcheck disable=SC2086 # the URL options are words
   ip netns exec "$P$node" "$member_bin" member $servers_args --bucket LAB --key job \
-    --name "$node" --fence "$run/fence" >"$run/members/$node.out" 2>"$run/members/$node.err" &
+    --name "$node" --fence "$run/fence" >"$run/members/$node.out" 2>"$run/members/$node.err" 9>&- &
   pid[$node]=$!
 }
 ctl() { # command: kvelect-lab-member from the control namespace, which no fault touches
   # shellcheck disable=SC2086
-  ip netns exec "${P}ctl" "$member_bin" "$1" $urls --bucket LAB "${@:2}" 2>>"$run/ctl.err"
+  ip netns exec "${P}ctl" "$member_bin" "$1" $urls --bucket LAB "${@:2}" 2>>"$run/ctl.err" 9>&-
 }
 stream_leader() { ctl stream-leader || echo "?"; }
 election_leader() { # the member whose last won/lost line is a won, or "?"
@@ -328,7 +330,7 @@ heal() {
   mark heal "$fault_id"
 }
 
-sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
+sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))" 9>&-; }
 
 # Settle before the first fault: a leader should be elected within a TTL or two.
 sleep_ms $((2 * ttl * 1000))
