@@ -6,10 +6,12 @@
 # store, and a checker over the whole history. `./dev lab` runs it.
 #
 #   tests/lab/lab.sh --build DIR [--seed N] [--minutes M] [--ttl S] [--server PATH] [--keep]
+#                    [--kinds KIND,KIND...]
 #
 # --minutes: how long faults are injected (default 4); --ttl: the bucket's TTL in seconds
 # (default 5, the library's lower limit); --server: the nats-server binary (default: the one
-# on PATH); --keep: keep the run directory even when the run passes.
+# on PATH); --keep: keep the run directory even when the run passes; --kinds: inject only these
+# fault kinds (default: all of them; the list is below).
 #
 # Exit status: 0 the run is consistent; 1 it is not (the seed and the fault schedule are
 # printed to replay it); 77 skipped (not root, no `ip` or `nft`, no network namespaces): a skip
@@ -19,7 +21,7 @@
 # longer held (a run that died) are removed, with their processes, before a run starts.
 set -uo pipefail
 
-build=build seed='' minutes=4 ttl=5 server=nats-server keep=0
+build=build seed='' minutes=4 ttl=5 server=nats-server keep=0 only=
 while (($#)); do
   case $1 in
   --build) build=$2 && shift 2 ;;
@@ -28,6 +30,7 @@ while (($#)); do
   --ttl) ttl=$2 && shift 2 ;;
   --server) server=$2 && shift 2 ;;
   --keep) keep=1 && shift ;;
+  --kinds) only=$2 && shift 2 ;;
   *) echo "lab.sh: bad argument $1" >&2 && exit 2 ;;
   esac
 done
@@ -107,7 +110,8 @@ trap teardown EXIT
 trap 'echo "lab: interrupted"; status=130; exit 130' INT TERM
 
 replay() {
-  echo "lab: to replay: ./dev lab --seed $seed --minutes $minutes   (TTL ${ttl}s, $server)"
+  echo "lab: to replay: ./dev lab --seed $seed --minutes $minutes${only:+ --kinds $only}   (TTL ${ttl}s, $server)"
+  echo "lab: members' events in $run/members/*.out, the library's debug lines in *.err"
   echo "lab: the fault schedule (seconds since the first fault):"
   awk '$2=="fault"||$2=="heal"{ if (!t0) t0=$1; printf "  %8.2f  %s\n", ($1-t0)/1e9, substr($0, index($0,$2)) }' "$faults"
 }
@@ -222,6 +226,15 @@ for node in "${members[@]}"; do start_member "$node"; done
 # --- faults -----------------------------------------------------------------------------------
 kinds=(part-server-leader part-server-follower part-member asym-server asym-member lossy
   kill-server stop-server stop-member stepdown)
+if [[ -n $only ]]; then
+  IFS=, read -r -a kinds <<<"$only"
+  for kind in "${kinds[@]}"; do
+    [[ $kind =~ ^(part-server-leader|part-server-follower|part-member|asym-server|asym-member|lossy|kill-server|stop-server|stop-member|stepdown)$ ]] || {
+      echo "lab.sh: unknown fault kind $kind" >&2
+      exit 2
+    }
+  done
+fi
 RANDOM=$seed
 fault_id=0 heal_steps=()
 

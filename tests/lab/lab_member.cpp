@@ -8,7 +8,7 @@
 //       It appends a record to the fenced store in DIR at once in OnWon, and then every
 //       --write-ms (default 200) while it leads (token() has a value): it takes the token, works
 //       for --work-ms (default 100), and writes with the token it took. SIGTERM/SIGINT: a
-//       graceful stop.
+//       graceful stop. The library's debug lines go to stderr, on the same clock.
 //   kvelect-lab-member create --server URL... --bucket B --ttl-ms MS --replicas R
 //       Creates the election bucket (retrying while the cluster has no meta leader yet).
 //   kvelect-lab-member stream-leader --server URL... --bucket B
@@ -178,18 +178,24 @@ int member(const Args& args) {
   auto connection = connect(args);
   auto bucket = kvelect::Bucket::open(connection, args.bucket);
   const std::string fence = args.fence;
-  kvelect::Election election(member_name, args.key, bucket.get(),
-                             kvelect::OnWon([fence](kvelect::Token token) {
-                               emit("won " + std::to_string(token));
-                               fenced_write(fence, token);
-                             }),
-                             kvelect::OnLost([] { emit("lost"); }),
-                             kvelect::OnNewLeader([](std::optional<std::string_view> leader) {
-                               emit("leader " + std::string(leader.value_or("-")));
-                             }),
-                             kvelect::OnError([](const kvelect::Error& error) {
-                               emit(std::string("error ") + error.what());
-                             }));
+  kvelect::Election election(
+      member_name, args.key, bucket.get(), kvelect::OnWon([fence](kvelect::Token token) {
+        emit("won " + std::to_string(token));
+        fenced_write(fence, token);
+      }),
+      kvelect::OnLost([] { emit("lost"); }),
+      kvelect::OnNewLeader([](std::optional<std::string_view> leader) {
+        emit("leader " + std::string(leader.value_or("-")));
+      }),
+      kvelect::OnError(
+          [](const kvelect::Error& error) { emit(std::string("error ") + error.what()); }),
+      // The library's debug lines on stderr (members/<name>.err), on the
+      // same clock: what a failed run needs for a replay in the simulator.
+      kvelect::WithDebug([](std::string_view line) {
+        std::lock_guard lock(out_mu);
+        std::fprintf(stderr, "%lld %s debug %.*s\n", boot_ns(), member_name.c_str(),
+                     static_cast<int>(line.size()), line.data());
+      }));
   election.start();
   emit("ready");
   const timespec period{args.write_ms / 1000, (args.write_ms % 1000) * 1000000};
