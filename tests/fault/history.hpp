@@ -154,6 +154,9 @@ public:
   // All events, sorted, times in ms relative to the History's creation: for failure messages.
   std::string timeline() const;
   std::int64_t origin_ns() const { return origin_; }
+  // Times in reports count from here. The fault lab (tests/lab) sets it to its first event: its
+  // events are on CLOCK_BOOTTIME, not on this History's clock.
+  void set_origin(std::int64_t ns) { origin_ = ns; }
 
 private:
   void sample(std::stop_token stop);
