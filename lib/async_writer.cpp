@@ -137,8 +137,7 @@ AsyncWriter::AsyncWriter(natsConnection* connection)
     : connection_(connection), shared_(std::make_shared<Shared>()) {
   natsInbox* inbox = nullptr;
   if (const natsStatus s = natsInbox_Create(&inbox); s != NATS_OK)
-    throw Error(errc_of(s), fmt::format("cannot make a reply inbox: {}",
-                                        failure_message(s, fresh_error_text(s))));
+    throw Error(errc_of(s), fmt::format("cannot make a reply inbox: {}", failure_message(s)));
   shared_->prefix = fmt::format("{}.", inbox);
   natsInbox_Destroy(inbox);
   auto closure = std::make_unique<std::shared_ptr<Shared>>(shared_);
@@ -147,8 +146,8 @@ AsyncWriter::AsyncWriter(natsConnection* connection)
   if (const natsStatus s =
           natsConnection_Subscribe(&raw, connection_, subject.c_str(), on_reply, closure.get());
       s != NATS_OK)
-    throw Error(errc_of(s), fmt::format("cannot subscribe to the KV write replies: {}",
-                                        failure_message(s, fresh_error_text(s))));
+    throw Error(errc_of(s),
+                fmt::format("cannot subscribe to the KV write replies: {}", failure_message(s)));
   subscription_.reset(raw);
   // Replies come as fast as elections write; never drop one for a pending limit (a dropped
   // reply would only cost a timeout, but a needless one).

@@ -71,7 +71,7 @@ core::BucketResult read_stream_info(const MarkerCheck& jetstream) {
   result.outcome = gone ? detail::Outcome::fatal : detail::Outcome::retryable;
   result.code = gone ? Errc::not_found : errc_of(status);
   result.message = gone ? fmt::format("bucket '{}' does not exist", jetstream.stream.substr(3))
-                        : failure_message(status, fresh_error_text(status));
+                        : failure_message(status);
   return result;
 }
 

@@ -64,4 +64,8 @@ std::string failure_message(natsStatus status, std::string_view text) {
   return fmt::format("{} ({})", text, plain_status_text(status));
 }
 
+std::string failure_message(natsStatus status) {
+  return failure_message(status, fresh_error_text(status));
+}
+
 } // namespace kvelect::detail

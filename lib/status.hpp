@@ -38,5 +38,8 @@ std::string without_source_location(std::string text);
 // The message part for a failed call: cnats' fresh text when it says more than the bare status,
 // with the status in words beside it; else the status in words.
 std::string failure_message(natsStatus status, std::string_view text);
+// The same for the cnats call that just failed with `status` on this thread (its fresh text):
+// call it right after the call, as fresh_error_text.
+std::string failure_message(natsStatus status);
 
 } // namespace kvelect::detail

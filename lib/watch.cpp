@@ -90,7 +90,7 @@ void WatcherPump::run(const std::stop_token& stop) {
       break;
     if (created != NATS_OK) {
       // Read right after the failed call: the text cnats recorded for it, never an older one.
-      const std::string text = failure_message(created, fresh_error_text(created));
+      const std::string text = failure_message(created);
       deliver_(
           WatchEvent{WatchEvent::Kind::failed, {}, fmt::format("cannot watch {}: {}", what_, text)},
           std::string());

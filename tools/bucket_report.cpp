@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "bucket_report.hpp"
+#include "status.hpp"
 
 #include "duration.hpp"
 
@@ -14,12 +15,6 @@ namespace kvelect::cli {
 namespace {
 
 using namespace std::chrono_literals;
-
-std::string cnats_error(natsStatus status) {
-  natsStatus ignored = NATS_OK;
-  const char* text = nats_GetLastError(&ignored);
-  return text != nullptr && *text != '\0' ? text : natsStatus_GetText(status);
-}
 
 struct StreamInfoDeleter {
   void operator()(jsStreamInfo* si) const noexcept {
@@ -49,7 +44,7 @@ BucketReport bucket_report(const Connection& connection, const Bucket& bucket) {
   if (status == NATS_OK && si && si->Config != nullptr)
     r.storage = si->Config->Storage == js_MemoryStorage ? "memory" : "file";
   else
-    r.storage_error = cnats_error(status);
+    r.storage_error = detail::failure_message(status);
 
   if (info.history != 1)
     r.warnings.push_back(fmt::format("history is {}: elections need history 1 (a bucket made by "

@@ -4,6 +4,7 @@
 #include "commands.hpp"
 #include "duration.hpp"
 #include "json.hpp"
+#include "status.hpp"
 #include "timefmt.hpp"
 
 #include <kvelect/election.hpp>
@@ -17,12 +18,6 @@
 
 namespace kvelect::cli {
 namespace {
-
-std::string cnats_error(natsStatus status) {
-  natsStatus ignored = NATS_OK;
-  const char* text = nats_GetLastError(&ignored);
-  return text != nullptr && *text != '\0' ? text : natsStatus_GetText(status);
-}
 
 // One row of the elections table.
 struct Row {
@@ -60,7 +55,7 @@ int info_command(const InfoOptions& o) {
     kvKeysList_Destroy(&keys);
   } else if (listed != NATS_NOT_FOUND) { // NOT_FOUND: the bucket has no keys
     throw Failure(fmt::format("cannot list the elections of bucket '{}': {}", report.info.name,
-                              cnats_error(listed)));
+                              detail::failure_message(listed)));
   }
   std::sort(names.begin(), names.end());
   std::vector<Row> rows;

@@ -8,6 +8,7 @@
 #include "json.hpp"
 #include "metrics.hpp"
 #include "startup.hpp"
+#include "status.hpp"
 #include "timefmt.hpp"
 #include "watch_tracker.hpp"
 
@@ -37,12 +38,6 @@ struct EntryDeleter {
   }
 };
 using EntryPtr = std::unique_ptr<kvEntry, EntryDeleter>;
-
-std::string cnats_error(natsStatus status) {
-  natsStatus ignored = NATS_OK;
-  const char* text = nats_GetLastError(&ignored);
-  return text != nullptr && *text != '\0' ? text : natsStatus_GetText(status);
-}
 
 std::string quoted(const std::optional<std::string>& name) {
   return name ? "'" + *name + "'" : std::string("-");
@@ -129,8 +124,8 @@ int watch_command(const WatchOptions& o) {
                                   ? kvStore_WatchAll(&raw, bucket.get(), nullptr)
                                   : kvStore_Watch(&raw, bucket.get(), o.election.c_str(), nullptr);
     if (status != NATS_OK)
-      throw Failure(
-          fmt::format("cannot watch bucket '{}': {}", o.common.bucket, cnats_error(status)));
+      throw Failure(fmt::format("cannot watch bucket '{}': {}", o.common.bucket,
+                                detail::failure_message(status)));
     return WatcherPtr(raw);
   };
 
@@ -170,7 +165,7 @@ int watch_command(const WatchOptions& o) {
     if (status == NATS_TIMEOUT)
       continue;
     if (status != NATS_OK) {
-      const std::string error = cnats_error(status);
+      const std::string error = detail::failure_message(status);
       std::fprintf(stderr, "kvelect: watch failed (%s): watching again\n", error.c_str());
       std::this_thread::sleep_for(milliseconds(250));
       try {
