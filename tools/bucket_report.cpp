@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "bucket_report.hpp"
+#include "handles.hpp"
 #include "status.hpp"
 
 #include "duration.hpp"
@@ -15,13 +16,6 @@ namespace kvelect::cli {
 namespace {
 
 using namespace std::chrono_literals;
-
-struct StreamInfoDeleter {
-  void operator()(jsStreamInfo* si) const noexcept {
-    if (si != nullptr)
-      jsStreamInfo_Destroy(si);
-  }
-};
 
 } // namespace
 
@@ -40,7 +34,7 @@ BucketReport bucket_report(const Connection& connection, const Bucket& bucket) {
   jsErrCode jerr = static_cast<jsErrCode>(0);
   const natsStatus status =
       js_GetStreamInfo(&raw, connection.jetstream(), r.stream.c_str(), nullptr, &jerr);
-  std::unique_ptr<jsStreamInfo, StreamInfoDeleter> si(raw);
+  const detail::StreamInfoHandle si(raw);
   if (status == NATS_OK && si && si->Config != nullptr)
     r.storage = si->Config->Storage == js_MemoryStorage ? "memory" : "file";
   else
