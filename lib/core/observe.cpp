@@ -52,7 +52,40 @@ void Protocol::on_watch_failed(Time now, const std::string& message) {
   after_event(now);
 }
 
-void Protocol::observe(Time now, const Entry& entry, bool from_watch) {
+bool Protocol::contradicts_key(const Entry& entry) const {
+  using Kind = KeyView::Kind;
+  if (entry.op == Op::absent || entry.revision == 0 || entry.revision != key_.revision ||
+      key_.kind == Kind::unknown || key_.kind == Kind::absent || key_.inferred)
+    return false;
+  // An empty value may be a server marker that one path recognised and another did not (its
+  // message gone, or read without a JetStream context: lib/markers.hpp). No member writes one.
+  const bool key_is_marker = key_.kind == Kind::tombstone || key_.kind == Kind::expired ||
+                             (key_.kind == Kind::held && key_.value.empty());
+  const bool entry_is_marker = entry.op != Op::put || entry.value.empty();
+  if (key_is_marker && entry_is_marker)
+    return false;
+  switch (entry.op) {
+  case Op::put:
+    return !(key_.kind == Kind::held || key_.kind == Kind::released ||
+             key_.kind == Kind::evicting) ||
+           entry.value != key_.value;
+  case Op::del:
+  case Op::purge: return key_.kind != Kind::tombstone;
+  case Op::expired: return key_.kind != Kind::expired;
+  case Op::absent: break;
+  }
+  return false;
+}
+
+bool Protocol::contradicts_our_write(std::uint64_t revision) const {
+  Entry ours;
+  ours.op = Op::put;
+  ours.value = params_.name;
+  ours.revision = revision;
+  return contradicts_key(ours);
+}
+
+void Protocol::observe(Time now, const Entry& entry, bool from_watch, bool inferred) {
   using Kind = KeyView::Kind;
   if (from_watch) {
     watch_revision_ = std::max(watch_revision_, entry.revision);
@@ -63,6 +96,18 @@ void Protocol::observe(Time now, const Entry& entry, bool from_watch) {
   // made anew is recognised by the results of writes, which only its stream leader gives.
   if (entry.op != Op::absent && entry.revision != 0 && entry.revision < key_.revision)
     return;
+  if (!inferred && contradicts_key(entry)) {
+    // One revision with two values: the server answered from two histories (a deposed stream
+    // leader's stale log, acknowledged writes lost in a fail-over). What we knew of the key may
+    // be the lost one: forget it, stand down if we hold it, and let the new watch tell
+    // ("Two histories").
+    logf(LogLevel::warning, "revision {} of the key seen with two values: two histories",
+         entry.revision);
+    forget_key(now, "the server gave one revision to two writes");
+    return;
+  }
+  if (entry.op != Op::absent)
+    highest_revision_ = std::max(highest_revision_, entry.revision);
 
   const bool names_us = !params_.observe_only && entry.op == Op::put && entry.value == params_.name;
   // An entry naming us is ours if it is a revision we wrote, or may be if a write of ours is on
@@ -101,6 +146,7 @@ void Protocol::observe(Time now, const Entry& entry, bool from_watch) {
     key_.observed_at = now; // the first time we see this revision: expiry counts from it
   key_.revision = entry.revision;
   key_.value = entry.value;
+  key_.inferred = inferred;
   switch (entry.op) {
   case Op::absent: key_.kind = Kind::absent; break;
   case Op::del:

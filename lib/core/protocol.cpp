@@ -247,7 +247,14 @@ void Protocol::run_timers(Time now) {
     emit(CallHealthCheck{});
   }
   if (auto* p = pending(); p != nullptr && p->ttl_confirmed && now >= p->guard_until) {
-    become_leader(now, *p);
+    if (p->revision > p->token_floor) {
+      become_leader(now, *p);
+    } else if (!in_flight_ || in_flight_->purpose != Purpose::renew) {
+      // Renew past the revisions the server gave out twice ("Two histories"). Only now: the
+      // bucket read that confirmed the TTL would have shown a bucket made anew, whose revisions
+      // must not be driven up to those of the old one (an old leader's renewal could match).
+      p->next_renewal = now;
+    }
   }
   if (auto* l = leader(); l != nullptr && now >= l->term_end) {
     l->term_end = kNever;
@@ -334,8 +341,11 @@ Time Protocol::next_wake() const {
           // The bucket read goes out only when no request is in flight: until then, that
           // request's result wakes us, not the clock.
           const Time confirm = in_flight_ ? kNever : role.confirm_at;
+          // Renewing past a token floor: each renewal's result wakes us for the next one.
+          const Time announce =
+              role.revision <= role.token_floor && in_flight_ ? kNever : role.guard_until;
           next = std::min({next, role.lease_end, role.next_renewal, role.retry_at,
-                           role.ttl_confirmed ? role.guard_until : confirm});
+                           role.ttl_confirmed ? announce : confirm});
         } else if constexpr (std::is_same_v<R, Leader>) {
           next = std::min({next, role.lease_end, role.next_renewal, role.retry_at, role.term_end,
                            role.next_bucket_check});

@@ -194,6 +194,7 @@ private:
     std::string value;
     std::uint64_t revision = 0;
     Time observed_at{};
+    bool inferred = false; // a tombstone inferred from a lost race, not an entry seen
   };
   // Why a vacancy is free, which decides whether a win must wait out a previous holder's lease
   // (docs/protocol.md, "Takeover guard").
@@ -223,6 +224,9 @@ private:
     Time next_renewal = kNever;
     Time retry_at = kNever;
     bool renew_wanted = false;
+    // Won at or below a revision already seen of the key (the server lost acknowledged writes):
+    // no token is announced until our revision has passed this one ("Two histories").
+    std::uint64_t token_floor = 0;
   };
   struct Leader {
     std::uint64_t revision = 0;
@@ -256,7 +260,11 @@ private:
   void handle_renew(Time now, const InFlight& request, const WriteResult& result);
   void handle_release(Time now, const InFlight& request, const WriteResult& result);
   void handle_read(Time now, const InFlight& request, const ReadResult& result);
-  void observe(Time now, const Entry& entry, bool from_watch);
+  void observe(Time now, const Entry& entry, bool from_watch, bool inferred = false);
+  // Whether `entry` says something else than what we know of the same revision: the server
+  // gave that revision to two different writes ("Two histories").
+  [[nodiscard]] bool contradicts_key(const Entry& entry) const;
+  [[nodiscard]] bool contradicts_our_write(std::uint64_t revision) const;
   void check_lease(Time now);
   void run_timers(Time now);
   void after_event(Time now);
@@ -362,6 +370,9 @@ private:
   int chained_attempts_ = 0;
   Time campaign_started_{};
   std::uint64_t own_revision_ = 0; // the last revision this member is known to have written
+  // The highest revision of the key seen in this bucket, from any source; unlike what we know of
+  // the key, kept when two histories make us forget the key ("Two histories").
+  std::uint64_t highest_revision_ = 0;
   // The watch.
   Time last_watch_event_{};
   Time watch_deadline_ = kNever;

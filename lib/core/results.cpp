@@ -55,9 +55,26 @@ void Protocol::handle_acquire(Time now, const InFlight& request, const WriteResu
   switch (w.outcome) {
   case Outcome::ok: {
     chained_attempts_ = 0;
+    if (contradicts_our_write(w.revision)) {
+      // The server gave this revision to another write too: one of the two is in a history that
+      // will be lost (a deposed stream leader answering from its stale log, a write lost in a
+      // fail-over). Neither can be trusted, and our value may not be the key's: win nothing on
+      // it, forget the key and wait out whoever leads in the other history ("Two histories").
+      logf(LogLevel::warning,
+           "won revision {}, which the key already had with another value: two histories",
+           w.revision);
+      forget_key(now, "the server gave one revision to two writes");
+      return;
+    }
+    // The highest revision seen before this result; our own write's echo (the watch can show
+    // it before the reply comes) does not count.
+    const bool echo = key_.revision == w.revision && key_.kind == KeyView::Kind::held &&
+                      key_.value == params_.name;
+    const std::uint64_t seen = echo ? 0 : highest_revision_;
     if (w.revision < own_revision_ || w.revision < key_.revision)
       forget_key(now, "a write got a revision below one already seen");
     own_revision_ = std::max(own_revision_, w.revision);
+    highest_revision_ = std::max(highest_revision_, w.revision);
     // The key holds our name now: a watch that reports an older state (its initial "absent"
     // arriving after the win, a replay) must not override what the write proved.
     key_.kind = KeyView::Kind::held;
@@ -79,10 +96,34 @@ void Protocol::handle_acquire(Time now, const InFlight& request, const WriteResu
     p.next_renewal = request.sent + renew_period_;
     // Takeover guard: a vacancy that was not a clean release may hide a holder whose lease
     // still runs; it ends within one TTL of when we first saw the vacancy ("Takeover guard").
-    p.guard_until = request.vacancy == Vacancy::reclaim || kMutant == 2 ? Time{} : win_guard();
+    // A reclaim after a late renewal waits one TTL from its reply: the late renewal may have
+    // been answered from a history in which another member won that revision ("Two
+    // histories"); that member's writes fail from our reclaim on, so its lease ends within one
+    // TTL of now.
+    p.guard_until = kMutant == 2                          ? Time{}
+                    : request.vacancy == Vacancy::reclaim ? std::max(win_guard(), now + ttl_)
+                                                          : win_guard();
     // The TTL is read when the win is about to be announced: at once, or when the guard ends.
     p.confirm_at = std::max(now, p.guard_until);
     p.clean = request.vacancy == Vacancy::clean && now >= win_guard();
+    if (w.revision <= seen) {
+      if (seen - w.revision <= kTokenBumpLimit) {
+        // Acknowledged writes up to `seen` were lost: a token at or below it may already have
+        // been announced. Once the guard has passed and the TTL is confirmed, renew (each
+        // renewal is a new revision) until we pass it (run_timers).
+        logf(LogLevel::warning,
+             "won revision {}, not above revision {} already seen: renewing past it before the "
+             "win is announced",
+             w.revision, seen);
+        p.token_floor = seen;
+      } else {
+        logf(LogLevel::warning,
+             "won revision {}, far below revision {} already seen: a bucket made anew, whose "
+             "tokens restart",
+             w.revision, seen);
+        highest_revision_ = w.revision;
+      }
+    }
     if (now < p.guard_until)
       logf(LogLevel::info, "won revision {}, waiting {} ms for a previous holder's lease to end",
            w.revision, ms(p.guard_until - now));
@@ -92,6 +133,7 @@ void Protocol::handle_acquire(Time now, const InFlight& request, const WriteResu
   case Outcome::lost_race:
     ++failed_campaigns_;
     vacancy_losses_ = std::min(vacancy_losses_ + 1, 8);
+    highest_revision_ = std::max(highest_revision_, w.current);
     if (w.current != 0 && w.current < key_.revision)
       forget_key(now, "the key's revision went back");
     // Re-read the key: it may be a tombstone whose revision we need, or a new holder.
@@ -117,7 +159,17 @@ void Protocol::handle_acquire(Time now, const InFlight& request, const WriteResu
 void Protocol::handle_renew(Time now, const InFlight& request, const WriteResult& w) {
   switch (w.outcome) {
   case Outcome::ok: {
+    if (contradicts_our_write(w.revision)) {
+      // See handle_acquire: this renewal may be in a history that will be lost, and another
+      // member may lead at this revision in the other.
+      logf(LogLevel::warning,
+           "renewed at revision {}, which the key already had with another value: two histories",
+           w.revision);
+      forget_key(now, "the server gave one revision to two writes");
+      return;
+    }
     own_revision_ = std::max(own_revision_, w.revision);
+    highest_revision_ = std::max(highest_revision_, w.revision);
     expect_watch_to_reach(w.revision, now);
     const Duration latency = now - request.sent;
     counters_.last_renewal_latency = latency;
@@ -137,13 +189,20 @@ void Protocol::handle_renew(Time now, const InFlight& request, const WriteResult
       renewed(*l);
     } else if (auto* p = pending()) {
       renewed(*p);
+      if (p->token_floor != 0) {
+        // Renewing past revisions the server lost: the token is our first revision above them.
+        p->token = w.revision;
+      }
     } else if (release_wanted_ != 0 || !can_campaign(now)) {
       // We stood down while it was in flight (resign, term limit, health, a lease that ended
       // while we were told to let others go first): give back this newer revision.
       release(now, w.revision);
     } else {
-      // The renewal landed after our lease had ended: nobody else can have won the key since,
-      // so take it back with a fresh revision check; its lease counts from its own send.
+      // The renewal landed after our lease had ended. In one history nobody else can have won
+      // the key since; but a deposed stream leader may have answered it from its stale log
+      // while another member won this revision in the real one. So take the key back with a
+      // fresh revision check, and announce the win only after the guard of a reclaim
+      // (handle_acquire; "Two histories").
       logf(LogLevel::info, "late renewal landed at revision {}: reclaiming", w.revision);
       send_write(now, Purpose::acquire, params_.name, w.revision, Vacancy::reclaim);
     }
@@ -159,6 +218,7 @@ void Protocol::handle_renew(Time now, const InFlight& request, const WriteResult
     // our lease ended): we must not take it straight back; the others get the first chance, as
     // after a resign. The reply can come before the watch shows the change ("Renewal").
     cooldown_until_ = now + ttl_;
+    highest_revision_ = std::max(highest_revision_, w.current);
     if (w.current != 0 && w.current < key_.revision)
       forget_key(now, "the key's revision went back");
     key_.kind = KeyView::Kind::unknown;
@@ -296,7 +356,7 @@ void Protocol::handle_read(Time now, const InFlight& request, const ReadResult& 
     Entry tombstone;
     tombstone.op = Op::del;
     tombstone.revision = request.expected;
-    observe(now, tombstone, false);
+    observe(now, tombstone, false, true);
   } else {
     observe(now, entry, false);
   }
@@ -360,7 +420,9 @@ void Protocol::on_bucket(Time now, std::uint64_t id, const BucketResult& r) {
 void Protocol::apply_bucket_facts(Time now, const BucketFacts& facts) {
   bool verify = false;
   if (facts.created_ns != 0 && bucket_.created_ns != 0 && facts.created_ns != bucket_.created_ns) {
+    highest_revision_ = 0; // revisions restart in the new bucket ("Fencing tokens")
     if (auto* p = pending()) {
+      p->token_floor = 0;
       // Our winning write may have gone to the new bucket (it was sent before this read) or to
       // the old one: read the key to tell. A leader of the old bucket may still run its lease:
       // the win waits it out ("Bucket changes").

@@ -45,6 +45,10 @@ inline constexpr Duration kHerdWindowFirst = 2ms;
 inline constexpr Duration kHerdWindowCap = 64ms;
 // Stopping waits this long at most for the request in flight and the release's reply.
 inline constexpr Duration kReleaseWaitCap = 5s;
+// A win at a revision at most this far below one already seen of the key is taken for acknowledged
+// writes the server lost, and renewed past it before a token is announced; one further below is
+// taken for a bucket made anew, whose tokens restart ("Two histories").
+inline constexpr std::uint64_t kTokenBumpLimit = 64;
 
 inline constexpr std::string_view kReleased = detail::kReleasedValue;
 inline constexpr std::string_view kEvict = detail::kEvictValue;

@@ -113,6 +113,10 @@ void World::send(const Request& request) {
   // The request timeout runs whatever happens to the request; the member ignores it if the
   // reply came first.
   at(request.deadline, [this, request] { member(request.member).timeout(request); });
+  if (link.stale) {
+    link.stale_queue.push_back(request); // waits at the stopped stream leader
+    return;
+  }
   if (link.cut_requests || server_down_ || rng_.chance(config_.net.drop_request)) {
     note(request.member, [&] { return fmt::format("  request {} lost on the way", request.id); });
     return;
@@ -291,7 +295,13 @@ void World::feed_watches(const std::string& key, const Message& message) {
   });
   for (auto& m : members_) {
     auto& w = m->watch();
-    if (m->alive() && w.open && w.live && !w.silent)
+    if (links_.at(static_cast<std::size_t>(m->index())).stale) {
+      w.missed = true; // its server is not the stream's leader: it catches up when it resumes
+      continue;
+    }
+    // An ordered consumer resumes after the last sequence it delivered: after acknowledged
+    // writes were lost, it skips the sequences the stream gives out again.
+    if (m->alive() && w.open && w.live && !w.silent && message.seq > w.delivered_seq)
       deliver_watch(*m, entry_of(message), false);
   }
 }
@@ -365,6 +375,67 @@ void World::pause_server(Nanos duration) {
     expiry_tick_due_ = kForever;
     schedule_expiry();
   });
+}
+
+void World::stale_leader(int i, Nanos hold) {
+  auto& link = links_.at(static_cast<std::size_t>(i));
+  if (link.stale)
+    return;
+  link.stale = std::make_shared<KvModel>(bucket_);
+  link.stale->on_message = nullptr; // what it stores reaches nobody
+  note(i, [&] {
+    return fmt::format("fault: its server stops, a stale stream leader, for {}", seconds(hold));
+  });
+  // It answers from its log as it was when it stopped: its expiry timers have not run since.
+  at(now_ + hold, [this, i, st = server_time(now_)] {
+    auto& l = links_.at(static_cast<std::size_t>(i));
+    const auto stale = std::move(l.stale);
+    auto queue = std::move(l.stale_queue);
+    l.stale.reset();
+    l.stale_queue.clear();
+    note(i, [&] {
+      return fmt::format("its server resumes: answers {} requests from its stale log",
+                         queue.size());
+    });
+    for (const Request& request : queue) {
+      switch (request.kind) {
+      case Request::Kind::write: {
+        const WriteResult w = stale->update(config_.key, request.value, request.expected, st);
+        note(request.member, [&] {
+          return fmt::format("  stale server: write {} '{}' expecting {} -> {}", request.id,
+                             request.value, request.expected,
+                             w.outcome == Outcome::ok ? fmt::format("ok rev {}", w.revision)
+                                                      : w.message);
+        });
+        answer(request, w);
+        break;
+      }
+      case Request::Kind::read: answer(request, stale->get(config_.key, st)); break;
+      case Request::Kind::bucket: answer(request, stale->info(st)); break;
+      }
+    }
+    after_link_heals(member(i)); // its watch catches up with the real stream
+  });
+}
+
+void World::save_bucket() {
+  saved_ = std::make_shared<KvModel>(bucket_);
+  saved_->on_message = nullptr;
+}
+
+void World::lose_writes_since_save() {
+  if (!saved_)
+    return;
+  note(-1, [&] {
+    return fmt::format("fault: a fail-over loses the writes after revision {} (last was {})",
+                       saved_->last_seq(), bucket_.last_seq());
+  });
+  auto on_message = std::move(bucket_.on_message);
+  bucket_ = *saved_;
+  bucket_.on_message = std::move(on_message);
+  saved_.reset();
+  expiry_tick_due_ = kForever;
+  schedule_expiry();
 }
 
 void World::restart_server(Nanos down_for) {

@@ -76,6 +76,17 @@ public:
   void set_watch_lag(int m, Nanos lag) { watch_lag_.at(static_cast<std::size_t>(m)) = lag; }
   // The server.
   void pause_server(Nanos duration);
+  // Two histories (docs/reliability.md, "What the lab found"): member m's server stops leading
+  // the bucket's stream without knowing it, as a stream leader stopped with SIGSTOP. From now on
+  // m's requests and watch wait there while the others go on with the real stream; after
+  // `hold` it answers m's waiting requests from its copy of the bucket as it is now
+  // (acknowledging writes that the real stream never gets), and m is back on the real stream.
+  void stale_leader(int m, Nanos hold);
+  // Acknowledged writes lost in a fail-over (nats-server 2.9 and 2.10 in the lab): the bucket
+  // goes back to what it held at the last save_bucket(). Watches skip what they already
+  // delivered, as an ordered consumer resumes after its last sequence.
+  void save_bucket();
+  void lose_writes_since_save();
   void restart_server(Nanos down_for);
   void set_expiry_lag(Nanos lag);
   // The operator (its requests reach the server at once, or wait for a paused one).
@@ -124,6 +135,8 @@ private:
     bool cut_replies = false;
     Nanos up_fifo = 0;
     Nanos down_fifo = 0;
+    std::shared_ptr<KvModel> stale; // stale_leader(): the deposed leader's copy of the bucket
+    std::vector<Request> stale_queue;
   };
 
   Nanos delay();
@@ -160,6 +173,7 @@ private:
   std::uint64_t server_gen_ = 0;
   std::deque<std::function<void()>> server_backlog_;
   Nanos expiry_tick_due_ = kForever; // the server time of the expiry tick scheduled, if any
+  std::shared_ptr<KvModel> saved_;   // save_bucket()
 };
 
 } // namespace kvelect::sim

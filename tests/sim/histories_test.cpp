@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: Apache-2.0
+// Scenarios of two histories (docs/protocol.md, "Two histories"): the server gave one revision to
+// two writes, found by the fault lab on real clusters (docs/reliability.md, "What the lab
+// found"). Each fails against a core without the fix it names.
+#include "sim_fixture.hpp"
+
+#include <gtest/gtest.h>
+
+namespace kvelect::sim {
+namespace {
+
+constexpr Nanos kTtl = 5 * kSec;
+
+// The lab's overlap on nats-server 2.15.1 (seed 2755928425): the leader's server stops while it
+// leads the stream, the leader's lease ends, another member wins in the real stream at revision
+// R. The stopped server resumes and acknowledges the leader's renewal, which waited there, at R
+// from its stale log. The old leader took that for "a late renewal landed, nobody else can have
+// written since" and took the key back at once, over the new leader's value.
+TEST(SimScenario, AStaleLeadersAcknowledgementDoesNotWinTheKeyBack) {
+  Sim sim(scenario_config(kTtl));
+  const int a = sim.add("alpha");
+  const int b = sim.add("bravo");
+  sim.m(a).boot();
+  ASSERT_TRUE(sim.run_until([&] { return sim.leader() == a; }, 2 * kSec));
+  sim.m(b).boot();
+  ASSERT_TRUE(sim.run_for(kSec));
+  ASSERT_TRUE(sim.next_write_by("alpha", kTtl)); // a renewal at R - 1, sent just now
+  const std::uint64_t stopped_at = sim.last_seq();
+  ASSERT_TRUE(sim.run_for(5 * kMs));
+  // alpha's next renewal (in 3.3 s) waits at the stopped server, and so does everything after
+  // it; the server answers 5.2 s from now, after bravo has won R in the real stream, before
+  // alpha's request times out (2 s).
+  sim.world.stale_leader(a, 5200 * kMs);
+  ASSERT_TRUE(sim.run_until([&] { return sim.world.checker().track(b).won; }, 2 * kTtl));
+  // bravo's watch runs a little behind (in the lab it learned of the reclaim 0.9 ms after it).
+  sim.world.set_watch_lag(b, 20 * kMs);
+  EXPECT_EQ(sim.world.checker().track(b).token, stopped_at + 1);
+  ASSERT_TRUE(sim.run_for(3 * kTtl)); // the checker's (a) fails the test on an overlap
+  EXPECT_TRUE(sim.leader().has_value());
+}
+
+// The same, with the old leader's watch behind: the stale acknowledgement comes before the new
+// leader's value, so nothing contradicts it yet, and the old leader takes the key back. Its win
+// must wait one TTL from the reclaim's reply: the new leader's writes fail from the reclaim on,
+// so its lease ends within that time.
+TEST(SimScenario, AReclaimAfterALateRenewalWaitsOutALeaderOfAnotherHistory) {
+  Sim sim(scenario_config(kTtl));
+  const int a = sim.add("alpha");
+  const int b = sim.add("bravo");
+  sim.m(a).boot();
+  ASSERT_TRUE(sim.run_until([&] { return sim.leader() == a; }, 2 * kSec));
+  sim.m(b).boot();
+  ASSERT_TRUE(sim.run_for(kSec));
+  ASSERT_TRUE(sim.next_write_by("alpha", kTtl));
+  ASSERT_TRUE(sim.run_for(5 * kMs));
+  sim.world.set_watch_lag(a, 30 * kMs);
+  sim.world.stale_leader(a, 5200 * kMs);
+  ASSERT_TRUE(sim.run_until([&] { return sim.world.checker().track(b).won; }, 2 * kTtl));
+  sim.world.set_watch_lag(b, 20 * kMs);
+  ASSERT_TRUE(sim.run_for(3 * kTtl));
+  EXPECT_TRUE(sim.leader().has_value());
+}
+
+// The lab's token regressions on nats-server 2.9.10 and 2.10.27: a win the stream acknowledged
+// (and its watchers saw) was lost in a fail-over, and the stream gave its revision out again.
+// A member that saw the lost win must not announce a token at or below it.
+TEST(SimScenario, ATokenIsNotRepeatedAfterTheServerLostAnAcknowledgedWin) {
+  Sim sim(scenario_config(kTtl));
+  const int a = sim.add("alpha");
+  const int b = sim.add("bravo");
+  sim.m(a).boot();
+  ASSERT_TRUE(sim.run_until([&] { return sim.leader() == a; }, 2 * kSec));
+  sim.m(b).boot();
+  ASSERT_TRUE(sim.run_for(kSec));
+  sim.world.save_bucket();
+  sim.m(a).api_resign(); // bravo wins over the release
+  ASSERT_TRUE(sim.run_until([&] { return sim.leader() == b; }, kSec));
+  const std::uint64_t lost = sim.world.checker().track(b).token;
+  ASSERT_TRUE(sim.run_for(100 * kMs)); // alpha's watch has shown bravo's win
+  sim.world.lose_writes_since_save();  // the release and bravo's win are gone
+  // bravo's next renewal fails (it loses); alpha takes the key, whose revisions are given out
+  // again: the checker's (c) fails the test on a token at or below `lost`.
+  ASSERT_TRUE(sim.run_until([&] { return sim.world.checker().track(a).won; }, 4 * kTtl))
+      << sim.world.trace().tail(60);
+  EXPECT_GT(sim.world.checker().track(a).token, lost);
+  ASSERT_TRUE(sim.run_for(2 * kTtl));
+}
+
+} // namespace
+} // namespace kvelect::sim
