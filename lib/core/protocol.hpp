@@ -178,6 +178,7 @@ public:
   [[nodiscard]] const PublicView& view() const noexcept { return view_; }
   [[nodiscard]] const Counters& counters() const noexcept { return counters_; }
   [[nodiscard]] Duration ttl() const noexcept { return ttl_; }
+  [[nodiscard]] const BucketFacts& bucket() const noexcept { return bucket_; }
 
 private:
   // What the member believes the key holds (docs/protocol.md, "Key states").

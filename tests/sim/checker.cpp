@@ -112,9 +112,10 @@ void Checker::after_step(Member& m, Nanos real, bool /*timer*/) {
       if (i == m.index() || !leading(other, real))
         continue;
       const Track& o = track_of(other);
-      const std::uint64_t epoch = world_.bucket().epoch();
-      if ((o.token_epoch != epoch) != (t.token_epoch != epoch))
-        continue; // a leader of a wiped bucket beside one of the new: judged at the OnWon
+      // Leaders whose tokens are of different bucket incarnations (one of a wiped bucket, or
+      // both, of two wiped in turn): judged at the later OnWon, which knew both.
+      if (o.token_epoch != t.token_epoch)
+        continue;
       if (real < ttl_lowered_until_)
         continue; // after MaxAge was lowered: judged (and counted) at the OnWon
       fail("(a) two leaders", fmt::format("{} and {} both lead", who(m), who(other)));
@@ -371,6 +372,10 @@ void Checker::on_eligibility(Member& m, Nanos real) {
   Nanos since = real + m.spec().startup_splay;
   if (m.spec().health_check)
     since += m.spec().health_interval;
+  // A run that still knows a bucket made anew since (its election was made before) learns of
+  // the new one at its first campaign and then waits one TTL before any win ("Bucket changes").
+  if (m.core() != nullptr && m.core()->bucket().created_ns != world_.bucket().created())
+    since = std::max(since, real + 2 * m.core()->ttl().count());
   t.eligible_since = std::max(since, t.cooldown_until);
 }
 
