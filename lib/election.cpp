@@ -382,7 +382,7 @@ void Election::Impl::begin_run() {
 }
 
 bool Election::Impl::step() {
-  std::deque<Inbox> batch;
+  std::vector<Inbox> batch;
   bool stop = false;
   std::uint64_t resign_target = 0;
   {

@@ -13,8 +13,15 @@ ExecutorState::ExecutorState(ExecutorOptions options) : options_(options) {
   if (options_.io_threads < 1 || options_.io_threads > 64)
     throw Error(Errc::invalid_option,
                 fmt::format("executor io_threads {} is outside 1..64", options_.io_threads));
-  for (int i = 0; i < options_.io_threads; ++i)
-    io_threads_.emplace_back([this](std::stop_token stop) { run_io(stop); });
+  // One request thread now; more, up to io_threads, only when a request has to wait for one
+  // (post_io). With asynchronous writes the pool serves reads alone, and one thread is what a
+  // steady state needs (docs/executor.md, "Profiles of the misses").
+  add_io_thread();
+}
+
+void ExecutorState::add_io_thread() {
+  io_threads_.emplace_back([this](std::stop_token stop) { run_io(stop); });
+  io_thread_count_.store(io_threads_.size());
 }
 
 void ExecutorState::start(const std::shared_ptr<ExecutorState>& self) {
@@ -54,10 +61,17 @@ void ExecutorState::shutdown() noexcept {
 }
 
 void ExecutorState::stop_io_and_watches() noexcept {
-  for (auto& t : io_threads_)
+  std::vector<std::jthread> threads;
+  {
+    // No thread is added after this (post_io).
+    std::lock_guard lock(io_mu_);
+    io_stopped_ = true;
+    threads.swap(io_threads_);
+  }
+  for (auto& t : threads)
     t.request_stop();
   io_cv_.notify_all();
-  for (auto& t : io_threads_)
+  for (auto& t : threads)
     if (t.joinable())
       t.join();
   {
@@ -182,6 +196,14 @@ void ExecutorState::post_io(std::function<void()> job) {
   {
     std::lock_guard lock(io_mu_);
     io_jobs_.push_back(std::move(job));
+    // More requests waiting than threads waiting for them: one more thread, within io_threads.
+    if (!io_stopped_ && io_jobs_.size() > io_idle_ &&
+        io_threads_.size() < static_cast<std::size_t>(options_.io_threads)) {
+      try {
+        add_io_thread();
+      } catch (...) { // NOLINT(bugprone-empty-catch): out of threads; the running ones serve it
+      }
+    }
   }
   io_cv_.notify_one();
 }
@@ -202,22 +224,25 @@ void ExecutorState::read_bucket(kvStore* bucket, const MarkerCheck& jetstream, B
 
 void ExecutorState::send_bucket_read(kvStore* bucket) {
   post_io([this, bucket] {
-    // The requests answered are those made before this read goes out, taken here on the pool
-    // thread right before it is sent.
-    std::vector<BucketDone> batch;
-    MarkerCheck jetstream;
-    {
-      std::lock_guard lock(reads_mu_);
-      auto& reads = reads_[bucket];
-      batch.swap(reads.waiting);
-      jetstream = reads.jetstream;
-    }
-    const core::BucketResult result = detail::read_bucket(bucket, jetstream);
-    for (auto& done : batch)
-      done(result);
-    batch.clear(); // may drop the last reference to an election: outside reads_mu_
-    bool again = false;
-    {
+    // Requests made while a read was out get the next read, on this same thread (posting it
+    // would ask the pool for a second thread while this one is about to be free).
+    bool again = true;
+    while (again) {
+      // The requests answered are those made before this read goes out, taken here on the
+      // pool thread right before it is sent.
+      std::vector<BucketDone> batch;
+      MarkerCheck jetstream;
+      {
+        std::lock_guard lock(reads_mu_);
+        auto& reads = reads_[bucket];
+        batch.swap(reads.waiting);
+        jetstream = reads.jetstream;
+      }
+      const core::BucketResult result = detail::read_bucket(bucket, jetstream);
+      for (auto& done : batch)
+        done(result);
+      batch.clear(); // may drop the last reference to an election: outside reads_mu_
+      again = false;
       std::lock_guard lock(reads_mu_);
       const auto it = reads_.find(bucket);
       if (it != reads_.end()) {
@@ -226,8 +251,6 @@ void ExecutorState::send_bucket_read(kvStore* bucket) {
           reads_.erase(it);
       }
     }
-    if (again)
-      send_bucket_read(bucket);
   });
 }
 
@@ -236,7 +259,10 @@ void ExecutorState::run_io(const std::stop_token& stop) {
     std::function<void()> job;
     {
       std::unique_lock lock(io_mu_);
-      if (!io_cv_.wait(lock, stop, [this] { return !io_jobs_.empty(); }))
+      ++io_idle_;
+      const bool got = io_cv_.wait(lock, stop, [this] { return !io_jobs_.empty(); });
+      --io_idle_;
+      if (!got)
         return;
       job = std::move(io_jobs_.front());
       io_jobs_.pop_front();
@@ -357,7 +383,7 @@ std::size_t ExecutorState::threads() const {
     std::lock_guard lock(writer_mu_);
     writers = writers_.size();
   }
-  return 1 + io_threads_.size() + watches + writers;
+  return 1 + io_thread_count_.load() + watches + writers;
 }
 
 } // namespace detail

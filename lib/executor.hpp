@@ -10,6 +10,7 @@
 #include "core/protocol.hpp"
 #include "watch.hpp"
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -169,9 +170,15 @@ private:
   mutable std::mutex writer_mu_;
   std::map<natsConnection*, SharedWriter> writers_;
 
+  // Starts a request thread; io_mu_ held (or in the constructor).
+  void add_io_thread();
+  std::size_t io_idle_ = 0; // request threads waiting for a job; guarded by io_mu_
+  bool io_stopped_ = false; // guarded by io_mu_
+  std::atomic<std::size_t> io_thread_count_{0}; // for threads(), read without io_mu_
+
   std::thread::id thread_id_;
-  std::vector<std::jthread> io_threads_;
-  std::jthread thread_; // last: started once everything above exists
+  std::vector<std::jthread> io_threads_; // guarded by io_mu_ once the constructor has returned
+  std::jthread thread_;                  // last: started once everything above exists
 };
 
 } // namespace kvelect::detail

@@ -64,14 +64,19 @@ TEST_F(ExecutorTest, FiveHundredElectionsOnFiveThreads) {
   for (auto& e : elections)
     leading += e->is_leader() ? 1 : 0;
   EXPECT_EQ(leading, kElections);
-  // 1 campaign thread + 2 request threads + 1 watch thread for the one bucket + cnats' delivery
-  // thread of the connection's write replies (docs/executor.md).
-  EXPECT_EQ(executor.threads(), 5U);
-  EXPECT_EQ(thread_count() - threads_before, 5);
+  // 1 campaign thread + 1 or 2 request threads (the second starts only when a request has to
+  // wait for one) + 1 watch thread for the one bucket + cnats' delivery thread of the
+  // connection's write replies (docs/executor.md).
+  const std::size_t threads = executor.threads();
+  EXPECT_GE(threads, 4U);
+  EXPECT_LE(threads, 5U);
+  EXPECT_EQ(thread_count() - threads_before, static_cast<int>(threads));
   elections.clear(); // each stop() releases its key
   EXPECT_EQ(history.losses(), kElections);
   EXPECT_EQ(executor.elections(), 0U);
-  EXPECT_EQ(executor.threads(), 3U); // the watch and the writer end with their last election
+  // The watch and the writer end with their last election; the request threads stay.
+  EXPECT_GE(executor.threads(), 2U);
+  EXPECT_LE(executor.threads(), 3U);
 }
 
 // The test of issue 14: 10,000 elections in one process on one executor and one connection, with
@@ -101,8 +106,8 @@ TEST_F(ExecutorTest, TenThousandElectionsOnOneConnection) {
   const auto won_after = std::chrono::steady_clock::now() - started;
   std::fprintf(stderr, "all %d won %.2f s after start()\n", kElections,
                std::chrono::duration<double>(won_after).count());
-  // 1 campaign thread + 2 request threads + 1 watch thread + 1 cnats delivery thread.
-  EXPECT_EQ(executor.threads(), 5U);
+  // 1 campaign thread + 1 or 2 request threads + 1 watch thread + 1 cnats delivery thread.
+  EXPECT_LE(executor.threads(), 5U);
   EXPECT_LE(thread_count() - threads_before, 5);
   // Two renewal periods and more: every election renews twice, nobody loses.
   std::this_thread::sleep_for(long_ttl * 3 / 2);
@@ -131,7 +136,9 @@ TEST_F(ExecutorTest, SynchronousWritesStillWork) {
   std::this_thread::sleep_for(2 * ttl);
   EXPECT_TRUE(a->is_leader());
   EXPECT_FALSE(b->is_leader());
-  EXPECT_EQ(executor.threads(), 4U);
+  // 1 campaign thread + 1 or 2 request threads + 1 watch thread, no reply subscription.
+  EXPECT_GE(executor.threads(), 3U);
+  EXPECT_LE(executor.threads(), 4U);
   a->stop();
   EXPECT_TRUE(b->await(10s)); // took over through a's release
 }

@@ -17,7 +17,8 @@ class ExecutorState;
 
 /// Settings of an Executor.
 struct ExecutorOptions {
-  /// Threads that carry out the elections' KV requests (blocking cnats calls). 1..64.
+  /// Threads that carry out the elections' KV requests (blocking cnats calls), at most: one
+  /// starts with the executor, another only when a request has to wait for one. 1..64.
   int io_threads = 2;
   /// Elections on a bucket opened through kvelect (Bucket::open, Bucket::create) write by
   /// publishing, with the server's reply handled as it arrives, instead of a blocking request
@@ -30,7 +31,7 @@ struct ExecutorOptions {
 /// and watches each bucket once for all of them. By default every Election has threads of its
 /// own (a campaign thread, a request thread and a watch thread); a process that holds hundreds
 /// or thousands of elections passes `WithExecutor(executor)` to each instead, and then uses
-/// 1 + `io_threads` + one watch thread per bucket + one reply thread per connection with
+/// 1 + 1..`io_threads` + one watch thread per bucket + one reply thread per connection with
 /// asynchronous writes in all (docs/executor.md has the figures).
 ///
 /// The protocol and its timing argument are the same in both modes (docs/protocol.md); the
@@ -60,8 +61,9 @@ public:
 
   /// How many elections run on it now.
   std::size_t elections() const;
-  /// Threads it started: 1 campaign thread + io_threads + one per watched bucket + one per
-  /// connection with asynchronous writes (cnats' delivery thread of the write replies).
+  /// Threads it started: 1 campaign thread + the request threads started so far (1..io_threads)
+  /// + one per watched bucket + one per connection with asynchronous writes (cnats' delivery
+  /// thread of the write replies).
   std::size_t threads() const;
 
 private:
