@@ -87,6 +87,8 @@ void Checker::after_step(Member& m, Nanos real, bool /*timer*/) {
   if (m.core() == nullptr)
     return;
   Track& t = track_of(m);
+  if (t.ran_at_lowering && m.core()->ttl().count() < t.ttl_at_lowering)
+    t.learned_lowering = true;
   const auto& view = m.core()->view();
   const Nanos local = m.local(real);
   if (view.leading != t.won)
@@ -166,6 +168,7 @@ void Checker::on_ttl_change(Nanos real, Nanos old_ttl) {
       Track& t = track_of(m);
       t.ran_at_lowering = m.core() != nullptr && m.core()->running();
       t.ttl_at_lowering = m.core() != nullptr ? m.core()->ttl().count() : 0;
+      t.learned_lowering = false;
     }
     check_lease_bounds_later(ttl_lowered_until_);
   }
@@ -215,8 +218,8 @@ void Checker::on_won(Member& m, Nanos real, std::uint64_t token) {
     const bool old_and_fresh =
         last_wipe_ >= 0 && ((o.token_epoch != epoch && t.run_started >= last_wipe_) ||
                             (token_epoch != epoch && o.run_started >= last_wipe_));
-    const bool knew_old_ttl = t.ran_at_lowering && t.run_started < ttl_lowered_at_ &&
-                              other.core() != nullptr &&
+    const bool knew_old_ttl = t.ran_at_lowering && t.learned_lowering &&
+                              t.run_started < ttl_lowered_at_ && other.core() != nullptr &&
                               t.ttl_at_lowering >= other.core()->ttl().count();
     if (real < ttl_lowered_until_ && !knew_old_ttl) {
       // MaxAge was lowered while the other leads: it may not have learned it yet (cut off, or

@@ -99,6 +99,9 @@ public:
     // a member that knew the longer TTL keeps its guards at that length ("Bucket changes").
     bool ran_at_lowering = false;
     Nanos ttl_at_lowering = 0;
+    // Whether its core has since counted a TTL below that one: only then does it know of the
+    // lowering (MaxAge lowered and raised again before it read the bucket leaves no trace).
+    bool learned_lowering = false;
     Nanos link_trouble_at = -1; // its last request that timed out, or its last pause
     bool won_in_step = false;
     // Writes of its name by this process that the server applied (b, c).
