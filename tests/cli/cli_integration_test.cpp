@@ -31,14 +31,17 @@ namespace {
 using kvelect::testing::NatsServer;
 
 // A shell command that records what happens to it in the file named by its first argument:
-// "start MEMBER TOKEN", then "usr1", "usr2", "term" (exit 3) or "int" (exit 4).
+// "start MEMBER TOKEN", then "usr1", "usr2", "term" (exit 3) or "int" (exit 4). Its traps are set
+// before its pid file is written, so a test that has read the pid may signal it at once. (On a
+// heavily loaded machine kvelect's first SIGUSR1, 1 s after the start, once found a shell still
+// without them, and killed it.)
 constexpr const char* kChildScript = R"(#!/bin/sh
 out="$1"
-echo $$ > "$out.pid"
 trap 'echo usr1 >> "$out"' USR1
 trap 'echo usr2 >> "$out"' USR2
 trap 'echo term >> "$out"; exit 3' TERM
 trap 'echo int >> "$out"; exit 4' INT
+echo $$ > "$out.pid"
 echo "start $KVELECT_MEMBER $KVELECT_TOKEN" >> "$out"
 while :; do sleep 0.05; done
 )";
