@@ -180,7 +180,8 @@ void World::receive(const Request& request) {
     return;
   }
   case Request::Kind::read: {
-    ReadResult r = bucket_.get(config_.key, st);
+    const bool lagging = links_.at(static_cast<std::size_t>(request.member)).stale_reads && saved_;
+    ReadResult r = lagging ? saved_->get(config_.key, st) : bucket_.get(config_.key, st);
     if (r.outcome == Outcome::unknown)
       return; // never answered (a deleted bucket): the member times out
     answer(request, r);
@@ -311,6 +312,16 @@ void World::silence_watch(int i) {
   note(i, [] { return std::string("fault: watch goes silent (nats.c#988)"); });
 }
 
+void World::resume_watch(int i) {
+  auto& w = member(i).watch();
+  if (!w.silent)
+    return;
+  w.silent = false;
+  w.missed = true;
+  note(i, [] { return std::string("watch delivers again"); });
+  after_link_heals(member(i));
+}
+
 void World::silence_all_watches(const char* why) {
   for (auto& m : members_)
     if (m->watch().open)
@@ -421,6 +432,14 @@ void World::stale_leader(int i, Nanos hold) {
 void World::save_bucket() {
   saved_ = std::make_shared<KvModel>(bucket_);
   saved_->on_message = nullptr;
+}
+
+void World::stale_reads(int i, bool on) {
+  links_.at(static_cast<std::size_t>(i)).stale_reads = on;
+  note(i, [&] {
+    return std::string(on ? "fault: its reads come from a replica behind the stream"
+                          : "its reads come from the stream again");
+  });
 }
 
 void World::lose_writes_since_save() {

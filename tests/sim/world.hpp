@@ -72,6 +72,7 @@ public:
   void cut(int m, bool requests, bool replies); // lose what travels that way from now on
   void heal(int m);
   void silence_watch(int m);
+  void resume_watch(int m); // a silenced watch delivers again, from the key's latest message
   // Extra delay for member m's watch entries only (a watch thread that lags behind the replies).
   void set_watch_lag(int m, Nanos lag) { watch_lag_.at(static_cast<std::size_t>(m)) = lag; }
   // The server.
@@ -87,6 +88,9 @@ public:
   // delivered, as an ordered consumer resumes after its last sequence.
   void save_bucket();
   void lose_writes_since_save();
+  // A replica behind the stream answers member m's reads (a direct get): from the state of the
+  // last save_bucket(), at the current time, so a value it holds may have expired there.
+  void stale_reads(int m, bool on);
   void restart_server(Nanos down_for);
   void set_expiry_lag(Nanos lag);
   // The operator (its requests reach the server at once, or wait for a paused one).
@@ -137,6 +141,7 @@ private:
     Nanos down_fifo = 0;
     std::shared_ptr<KvModel> stale; // stale_leader(): the deposed leader's copy of the bucket
     std::vector<Request> stale_queue;
+    bool stale_reads = false; // stale_reads(): reads answered from saved_
   };
 
   Nanos delay();
