@@ -266,6 +266,9 @@ private:
   // gave that revision to two different writes ("Two histories").
   [[nodiscard]] bool contradicts_key(const Entry& entry) const;
   [[nodiscard]] bool contradicts_our_write(std::uint64_t revision) const;
+  // A write result at a revision the key had with another value: forget the key, take nothing
+  // from the result. Returns whether it did.
+  bool refuse_contradicting_write(Time now, std::uint64_t revision, const char* what);
   void check_lease(Time now);
   void run_timers(Time now);
   void after_event(Time now);

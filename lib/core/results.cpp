@@ -55,17 +55,8 @@ void Protocol::handle_acquire(Time now, const InFlight& request, const WriteResu
   switch (w.outcome) {
   case Outcome::ok: {
     chained_attempts_ = 0;
-    if (contradicts_our_write(w.revision)) {
-      // The server gave this revision to another write too: one of the two is in a history that
-      // will be lost (a deposed stream leader answering from its stale log, a write lost in a
-      // fail-over). Neither can be trusted, and our value may not be the key's: win nothing on
-      // it, forget the key and wait out whoever leads in the other history ("Two histories").
-      logf(LogLevel::warning,
-           "won revision {}, which the key already had with another value: two histories",
-           w.revision);
-      forget_key(now, "the server gave one revision to two writes");
+    if (refuse_contradicting_write(now, w.revision, "won"))
       return;
-    }
     // The highest revision seen before this result; our own write's echo (the watch can show
     // it before the reply comes) does not count.
     const bool echo = key_.revision == w.revision && key_.kind == KeyView::Kind::held &&
@@ -159,15 +150,8 @@ void Protocol::handle_acquire(Time now, const InFlight& request, const WriteResu
 void Protocol::handle_renew(Time now, const InFlight& request, const WriteResult& w) {
   switch (w.outcome) {
   case Outcome::ok: {
-    if (contradicts_our_write(w.revision)) {
-      // See handle_acquire: this renewal may be in a history that will be lost, and another
-      // member may lead at this revision in the other.
-      logf(LogLevel::warning,
-           "renewed at revision {}, which the key already had with another value: two histories",
-           w.revision);
-      forget_key(now, "the server gave one revision to two writes");
+    if (refuse_contradicting_write(now, w.revision, "renewed"))
       return;
-    }
     own_revision_ = std::max(own_revision_, w.revision);
     highest_revision_ = std::max(highest_revision_, w.revision);
     expect_watch_to_reach(w.revision, now);
@@ -239,6 +223,21 @@ void Protocol::handle_renew(Time now, const InFlight& request, const WriteResult
     return;
   case Outcome::fatal: fail(Error(w.code, w.message)); return;
   }
+}
+
+bool Protocol::refuse_contradicting_write(Time now, std::uint64_t revision, const char* what) {
+  if (!contradicts_our_write(revision))
+    return false;
+  // The server gave this revision to another write too: one of the two is in a history that will
+  // be lost (a deposed stream leader answering from its stale log, a write lost in a fail-over).
+  // Neither can be trusted, and our value may not be the key's: take nothing from it, forget the
+  // key and wait out whoever leads in the other history ("Two histories").
+  logf(LogLevel::warning,
+       "{} revision {}, which the key already had with another value: two "
+       "histories",
+       what, revision);
+  forget_key(now, "the server gave one revision to two writes");
+  return true;
 }
 
 void Protocol::handle_release(Time now, const InFlight& request, const WriteResult& w) {
@@ -354,19 +353,21 @@ void Protocol::handle_read(Time now, const InFlight& request, const ReadResult& 
   using Kind = KeyView::Kind;
   const bool live_at_expected =
       key_.revision == request.expected && (key_.kind == Kind::held || key_.kind == Kind::evicting);
-  if (entry.op == Op::absent && request.expected != 0 && live_at_expected) {
-    // A value we saw at that revision is no tombstone: the read came from a replica behind the
-    // stream, whose copy had expired (the fault lab, seed 1100210626). Taking it for a deletion
-    // skipped the takeover guard, as a revision already known. The value is waited out as any
-    // holder's, from when we first saw it ("Unknown outcomes of campaign writes").
-    logf(LogLevel::info, "read says absent at revision {}, which we saw live: a stale read",
-         request.expected);
-  } else if (entry.op == Op::absent && request.expected != 0) {
-    // The write's revision check named a revision, yet no live value is there: a tombstone.
-    Entry tombstone;
-    tombstone.op = Op::del;
-    tombstone.revision = request.expected;
-    observe(now, tombstone, false, true);
+  if (entry.op == Op::absent && request.expected != 0) {
+    if (live_at_expected) {
+      // A value we saw at that revision is no tombstone: the read came from a replica behind
+      // the stream, whose copy had expired (the fault lab, seed 1100210626). Taking it for a
+      // deletion skipped the takeover guard, as a revision already known. The value is waited
+      // out as any holder's, from when we first saw it ("Unknown outcomes of campaign writes").
+      logf(LogLevel::info, "read says absent at revision {}, which we saw live: a stale read",
+           request.expected);
+    } else {
+      // The write's revision check named a revision, yet no live value is there: a tombstone.
+      Entry tombstone;
+      tombstone.op = Op::del;
+      tombstone.revision = request.expected;
+      observe(now, tombstone, false, true);
+    }
   } else {
     observe(now, entry, false);
   }
