@@ -266,16 +266,24 @@ TEST_F(NetworkFaults, DelayedMembersNeverOverlap) {
 
 // A campaign write whose reply is lost (the request times out) but which did land.
 //
-// Set-up (TTL 2 s, member request timeout 1 s): "old" leads, "late" reaches the server through
-// a proxy delaying 550 ms each way. "old" resigns; "late" sees the release 550 ms later and
-// writes; the write lands 550 ms after that (before the release mark expires), and its reply
-// would arrive after 1.1 s: a timeout. The test sees the value land and switches the proxy to
+// Set-up (TTL 2 s): "old" leads, "late" (request timeout 600 ms) reaches the server through a
+// proxy delaying 400 ms each way. "old" resigns; "late" sees the release 400 ms later and
+// writes; the write lands 400 ms after that (before the release mark expires), and its reply
+// would arrive after 800 ms: a timeout. The test sees the value land and switches the proxy to
 // pass, so that the read which follows the timeout is answered (behind the late reply): the key
 // holds "late"'s name at a new revision, so a write with "late"'s name landed, at a time "late"
 // cannot know, and it may even be a same-name process's. "late" waits it out like any holder's
 // value (docs/protocol.md, "Unknown outcomes of campaign writes"); when it expires, "old" (its
 // resign cool-down ended by seeing "late" hold the key) or "late" takes the key. Once "late"
 // reports won, the proxy blackholes it, as a network that fails again would.
+//
+// Why 400 ms and 600 ms: "late"'s write can wait behind a request in flight (a candidate reads
+// the bucket once per campaign interval), which on this link ends only at its timeout, so it
+// lands up to 2 x 400 + 600 ms after the resign, well inside the mark's 2 s at any phase of
+// "late"'s timers (tests/sim/slow_link_test.cpp checks every phase in the simulator). With the
+// first set-up (550 ms, 1 s) that sum was 2.1 s: a release seen just after the read had gone out
+// lost the mark. That is the likeliest cause of the test's one CI failure (43f9536, under
+// ThreadSanitizer: "late"'s write never landed; the members' logs were not kept).
 struct UnknownOutcome {
   std::int64_t resigned = 0;
   std::int64_t landed = 0;   // when the test saw "late"'s value
@@ -288,6 +296,29 @@ class UnknownWriteOutcome : public NetworkFaults {
 protected:
   static constexpr auto ttl = 2s;
 
+  // Brings "late"'s link to the 400 ms delay in two steps, each after "late" has seen one of
+  // "old"'s renewals through the step before. "late" expects a value it saw to expire one TTL
+  // (2 s) after it saw it, and "old" renews every 1.33 s (docs/protocol.md, "Renewal"): a renewal
+  // seen d ms later than the one before it leaves 2000 - 1333 - d ms before "late" tries the key
+  // as expired, and that try and the read after it (both timing out on this link) would hold up
+  // the write under test. Steps of 200 ms leave 467 ms, what "old"'s own lease allows it to be
+  // late (1.8 s - 1.33 s); one step of 400 ms would leave 267 ms.
+  void slow_down(History& history, FaultProxy& proxy, KeyWatcher& watcher) {
+    for (const auto step : {200ms, 400ms}) {
+      const std::int64_t since = monotonic_ns();
+      set_mode(history, proxy, Mode::delay, step);
+      const auto renewal = watcher.wait(
+          [&](const KeyWatcher::Entry& e) { return e.value == "old" && e.ns >= since; }, 5s);
+      ASSERT_TRUE(renewal.has_value()) << "\"old\" did not renew within 5 s";
+      std::this_thread::sleep_for(step + 100ms); // "late" sees it `step` later
+    }
+  }
+
+  std::unique_ptr<MemberProcess> spawn_late(History& history, const std::string& url) {
+    return std::make_unique<MemberProcess>(fault_member_spec({url}, bucket_name_, "late", 600),
+                                           history);
+  }
+
   // `late_leads_first`: "late" starts first, wins, and resigns to "old", so that no write of
   // "late" has failed before the one under test (see the second test for why that matters).
   UnknownOutcome run(History& history, bool late_leads_first) {
@@ -298,7 +329,7 @@ protected:
     std::unique_ptr<MemberProcess> old;
     std::unique_ptr<MemberProcess> late;
     if (late_leads_first) {
-      late = spawn(history, proxy.url(), "late");
+      late = spawn_late(history, proxy.url());
       EXPECT_TRUE(late->wait_for("won", 10s)) << late->stderr_tail();
       old = spawn(history, server_->url(), "old");
       EXPECT_TRUE(old->wait_for("ready", 10s)) << old->stderr_tail();
@@ -308,15 +339,17 @@ protected:
     } else {
       old = spawn(history, server_->url(), "old");
       EXPECT_TRUE(old->wait_for("won", 10s)) << old->stderr_tail();
-      late = spawn(history, proxy.url(), "late");
+      late = spawn_late(history, proxy.url());
       EXPECT_TRUE(late->wait_for("ready", 10s)) << late->stderr_tail();
     }
     EXPECT_TRUE(eventually([&] { return late->last_leader_line() == "old"; }, 5s));
     if (::testing::Test::HasFailure())
       return out;
 
-    set_mode(history, proxy, Mode::delay, 550ms);
-    std::this_thread::sleep_for(2s);
+    slow_down(history, proxy, watcher);
+    if (::testing::Test::HasFailure())
+      return out;
+    std::this_thread::sleep_for(500ms);
     EXPECT_TRUE(old->leading());
 
     out.resigned = monotonic_ns();
@@ -388,7 +421,7 @@ TEST_F(UnknownWriteOutcome, ALandedWriteOfUnknownOutcomeIsWaitedOut) {
   ASSERT_FALSE(::testing::Test::HasFailure());
   const auto next = history.first("won", out.resigned);
   ASSERT_TRUE(next.has_value()) << "nobody won after the resign";
-  // The reclaim of old came about 0.45 s after the landing; the value expires 2 s after it.
+  // An earlier version reclaimed about 0.45 s after the landing; the value expires 2 s after it.
   EXPECT_GE(next->ns - out.landed, 1500 * kMs)
       << next->member << " won " << (next->ns - out.landed) / kMs
       << " ms after the value landed: before it could have expired";

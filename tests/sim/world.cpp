@@ -122,7 +122,7 @@ void World::send(const Request& request) {
     return;
   }
   // One TCP connection per member: requests reach the server in the order they were sent.
-  const Nanos arrive = std::max(now_ + delay(), link.up_fifo);
+  const Nanos arrive = std::max(now_ + delay() + link.slow, link.up_fifo);
   link.up_fifo = arrive;
   at(arrive, [this, request, gen = server_gen_] {
     if (gen != server_gen_)
@@ -197,7 +197,7 @@ void World::answer(const Request& request, const Reply& reply) {
     note(request.member, [&] { return fmt::format("  reply to {} lost", request.id); });
     return;
   }
-  const Nanos arrive = std::max(now_ + delay(), link.down_fifo);
+  const Nanos arrive = std::max(now_ + delay() + link.slow, link.down_fifo);
   link.down_fifo = arrive;
   at(arrive, [this, request, reply] { member(request.member).reply(request, reply); });
 }
@@ -276,8 +276,9 @@ void World::deliver_watch(Member& m, const Entry& entry, bool then_ready) {
     w.missed = true;
     return;
   }
-  const Nanos arrive =
-      std::max(now_ + delay() + watch_lag_.at(static_cast<std::size_t>(i)), w.fifo);
+  const Nanos arrive = std::max(now_ + delay() + watch_lag_.at(static_cast<std::size_t>(i)) +
+                                    links_.at(static_cast<std::size_t>(i)).slow,
+                                w.fifo);
   w.fifo = arrive;
   w.delivered_seq = std::max(w.delivered_seq, entry.revision);
   at(arrive, [this, i, gen = w.generation, entry, then_ready] {

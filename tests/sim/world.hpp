@@ -75,6 +75,9 @@ public:
   void resume_watch(int m); // a silenced watch delivers again, from the key's latest message
   // Extra delay for member m's watch entries only (a watch thread that lags behind the replies).
   void set_watch_lag(int m, Nanos lag) { watch_lag_.at(static_cast<std::size_t>(m)) = lag; }
+  // A slow link: every request, reply and watch entry of member m takes `extra` more (a proxy
+  // that delays, as tests/fault's UnknownWriteOutcome tests use).
+  void set_link_delay(int m, Nanos extra) { links_.at(static_cast<std::size_t>(m)).slow = extra; }
   // The server.
   void pause_server(Nanos duration);
   // Two histories (docs/reliability.md, "What the lab found"): member m's server stops leading
@@ -142,6 +145,7 @@ private:
     std::shared_ptr<KvModel> stale; // stale_leader(): the deposed leader's copy of the bucket
     std::vector<Request> stale_queue;
     bool stale_reads = false; // stale_reads(): reads answered from saved_
+    Nanos slow = 0;           // set_link_delay(): added to every message, each way
   };
 
   Nanos delay();
