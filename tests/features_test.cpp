@@ -459,11 +459,13 @@ TEST_F(FeaturesTest, LosersOfAVacancyRaceLetAFewWriteFirst) {
     list += std::to_string(n) + " ";
   std::printf("create attempts per vacancy: %s\n", list.c_str());
   // The first vacancies, before anyone has lost, see nearly every member write; once the
-  // candidates have lost a few races, few do.
+  // candidates have lost a few races, few do. Quiet runs see 6 to 9 attempts in the last four
+  // vacancies, a run beside a 40-minute fault lab saw 24 (the waits are short against a loaded
+  // machine's scheduling delays); without herd control the nine candidates make 32 to 36.
   std::uint64_t late = 0;
   for (int round = kRounds - 4; round < kRounds; ++round)
     late += per_vacancy[static_cast<std::size_t>(round)];
-  EXPECT_LE(late, 4U * 5U) << "attempts per vacancy: " << list;
+  EXPECT_LE(late, 4U * 7U) << "attempts per vacancy: " << list;
   members.clear();
 }
 
