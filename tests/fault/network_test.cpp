@@ -402,7 +402,7 @@ TEST_F(UnknownWriteOutcome, LeaseNeverOutlivesTheValueThatLanded) {
         << "\"late\" led until " << (out.lost->ns - out.expiry) / kMs
         << " ms after its last value expired on the server";
   } else {
-    std::printf("[fault] note: the write outcome was not ambiguous this time; nothing to check\n");
+    std::printf("[fault] note: \"late\" did not win after its landed write: nothing more\n");
   }
   expect_consistent(history, "unknown_write_outcome");
 }
