@@ -50,6 +50,7 @@ command -v flock >/dev/null || skip "needs flock (Debian: util-linux)"
   echo "lab.sh: build $member_bin and $check_bin first" >&2
   exit 2
 }
+member_path=$(realpath "$member_bin") # members start in the run's directory
 server=$(command -v "$server") || {
   echo "lab.sh: no nats-server" >&2
   exit 2
@@ -192,9 +193,15 @@ start_member() { # m1..m3: m1 and m2 know only their own server, m3 knows all th
   m2) servers_args="--server nats://10.77.0.2:4222" ;;
   *) servers_args=$urls ;;
   esac
+  # In the members' directory with core dumps allowed: a member that dies leaves its core
+  # there (where the kernel's core_pattern writes one), kept with the run. The subshell execs
+  # into the member, so $! is the member's pid.
   # shellcheck disable=SC2086 # the URL options are words
-  ip netns exec "$P$node" "$member_bin" member $servers_args --bucket LAB --key job \
-    --name "$node" --fence "$run/fence" >"$run/members/$node.out" 2>"$run/members/$node.err" 9>&- &
+  (
+    cd "$run/members" && ulimit -c unlimited 2>/dev/null
+    exec ip netns exec "$P$node" "$member_path" member $servers_args --bucket LAB --key job \
+      --name "$node" --fence "$run/fence" >"$run/members/$node.out" 2>"$run/members/$node.err" 9>&-
+  ) &
   pid[$node]=$!
 }
 ctl() { # command: kvelect-lab-member from the control namespace, which no fault touches
@@ -384,6 +391,9 @@ for node in "${members[@]}"; do
   if ! kill -0 "${pid[$node]}" 2>/dev/null; then
     echo "lab: member $node died; its stderr:" >&2
     tail -20 "$run/members/$node.err" >&2
+    for core in "$run"/members/core*; do
+      [[ -e $core ]] && echo "lab: a core dump: $core (gdb $member_path $core)" >&2
+    done
     ok=0
   fi
   kill -TERM "${pid[$node]}" 2>/dev/null
