@@ -233,9 +233,8 @@ bool Protocol::refuse_contradicting_write(Time now, std::uint64_t revision, cons
   // Neither can be trusted, and our value may not be the key's: take nothing from it, forget the
   // key and wait out whoever leads in the other history ("Two histories").
   logf(LogLevel::warning,
-       "{} revision {}, which the key already had with another value: two "
-       "histories",
-       what, revision);
+       "{} revision {}, which the key already had with another value: two histories", what,
+       revision);
   forget_key(now, "the server gave one revision to two writes");
   return true;
 }

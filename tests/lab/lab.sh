@@ -391,12 +391,12 @@ for node in "${members[@]}"; do
   if ! kill -0 "${pid[$node]}" 2>/dev/null; then
     echo "lab: member $node died; its stderr:" >&2
     tail -20 "$run/members/$node.err" >&2
-    for core in "$run"/members/core*; do
-      [[ -e $core ]] && echo "lab: a core dump: $core (gdb $member_path $core)" >&2
-    done
     ok=0
   fi
   kill -TERM "${pid[$node]}" 2>/dev/null
+done
+for core in "$run"/members/core*; do
+  [[ -e $core ]] && echo "lab: a member's core dump: $core (gdb $member_path $core)" >&2
 done
 for node in "${members[@]}"; do
   wait "${pid[$node]}" 2>/dev/null

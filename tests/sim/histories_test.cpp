@@ -20,10 +20,7 @@ TEST(SimScenario, AStaleLeadersAcknowledgementDoesNotWinTheKeyBack) {
   Sim sim(scenario_config(kTtl));
   const int a = sim.add("alpha");
   const int b = sim.add("bravo");
-  sim.m(a).boot();
-  ASSERT_TRUE(sim.run_until([&] { return sim.leader() == a; }, 2 * kSec));
-  sim.m(b).boot();
-  ASSERT_TRUE(sim.run_for(kSec));
+  ASSERT_NO_FATAL_FAILURE(elect_first(sim, a, {b}));
   ASSERT_TRUE(sim.next_write_by("alpha", kTtl)); // a renewal at R - 1, sent just now
   const std::uint64_t stopped_at = sim.last_seq();
   ASSERT_TRUE(sim.run_for(5 * kMs));
@@ -47,10 +44,7 @@ TEST(SimScenario, AReclaimAfterALateRenewalWaitsOutALeaderOfAnotherHistory) {
   Sim sim(scenario_config(kTtl));
   const int a = sim.add("alpha");
   const int b = sim.add("bravo");
-  sim.m(a).boot();
-  ASSERT_TRUE(sim.run_until([&] { return sim.leader() == a; }, 2 * kSec));
-  sim.m(b).boot();
-  ASSERT_TRUE(sim.run_for(kSec));
+  ASSERT_NO_FATAL_FAILURE(elect_first(sim, a, {b}));
   ASSERT_TRUE(sim.next_write_by("alpha", kTtl));
   ASSERT_TRUE(sim.run_for(5 * kMs));
   sim.world.set_watch_lag(a, 30 * kMs);
@@ -68,10 +62,7 @@ TEST(SimScenario, ATokenIsNotRepeatedAfterTheServerLostAnAcknowledgedWin) {
   Sim sim(scenario_config(kTtl));
   const int a = sim.add("alpha");
   const int b = sim.add("bravo");
-  sim.m(a).boot();
-  ASSERT_TRUE(sim.run_until([&] { return sim.leader() == a; }, 2 * kSec));
-  sim.m(b).boot();
-  ASSERT_TRUE(sim.run_for(kSec));
+  ASSERT_NO_FATAL_FAILURE(elect_first(sim, a, {b}));
   sim.world.save_bucket();
   sim.m(a).api_resign(); // bravo wins over the release
   ASSERT_TRUE(sim.run_until([&] { return sim.leader() == b; }, kSec));

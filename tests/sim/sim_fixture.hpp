@@ -10,6 +10,7 @@
 
 #include <cstdlib>
 #include <functional>
+#include <initializer_list>
 #include <optional>
 #include <string>
 
@@ -85,5 +86,15 @@ public:
 
   World world;
 };
+
+// Boots member `first` and waits until it leads, then boots the others and runs one more second.
+// Its assertions end only this function: wrap it in ASSERT_NO_FATAL_FAILURE to stop the test.
+inline void elect_first(Sim& sim, int first, std::initializer_list<int> others) {
+  sim.m(first).boot();
+  ASSERT_TRUE(sim.run_until([&] { return sim.leader() == first; }, 2 * kSec));
+  for (int i : others)
+    sim.m(i).boot();
+  ASSERT_TRUE(sim.run_for(kSec));
+}
 
 } // namespace kvelect::sim

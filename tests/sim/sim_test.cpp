@@ -84,15 +84,6 @@ TEST(SimRandom, ASeedReplaysExactly) {
 
 constexpr Nanos kTtl = 5 * kSec;
 
-// Boots member `first` and waits until it leads, then boots the others.
-void elect_first(Sim& sim, int first, std::initializer_list<int> others) {
-  sim.m(first).boot();
-  ASSERT_TRUE(sim.run_until([&] { return sim.leader() == first; }, 2 * kSec));
-  for (int i : others)
-    sim.m(i).boot();
-  ASSERT_TRUE(sim.run_for(kSec));
-}
-
 // F2: a candidate whose link was down across one of the leader's renewals has an old sighting
 // of the leader. When the leader is then cut off and an operator deletes the key, the
 // candidate must still wait out the lease that the renewal it missed started.

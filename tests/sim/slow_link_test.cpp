@@ -27,10 +27,7 @@ std::optional<Nanos> takeover_after_resign(Nanos one_way, Nanos timeout, Nanos p
   Sim sim(config);
   const int l = sim.add("leader");
   const int c = sim.add("candidate");
-  sim.m(l).boot();
-  EXPECT_TRUE(sim.run_until([&] { return sim.leader() == l; }, 2 * kSec));
-  sim.m(c).boot();
-  EXPECT_TRUE(sim.run_for(kSec));
+  elect_first(sim, l, {c});
   // In two steps, as the fault test does: a renewal seen much later than the one before it
   // would look expired to the candidate, which would then try the key ("Key states").
   sim.world.set_link_delay(c, one_way / 2);

@@ -226,7 +226,8 @@ void World::open_watch(Member& m) {
   w.delivered_seq = 0;
   const int i = m.index();
   // Making a watcher is a request to the server: it takes a trip there.
-  at(now_ + delay(), [this, i, gen = w.generation, inc = m.incarnation()] {
+  const Nanos trip = delay() + links_.at(static_cast<std::size_t>(i)).slow;
+  at(now_ + trip, [this, i, gen = w.generation, inc = m.incarnation()] {
     Member& mm = member(i);
     auto& ww = mm.watch();
     if (mm.incarnation() != inc || ww.generation != gen || !ww.open)
@@ -256,7 +257,8 @@ void World::open_watch(Member& m) {
     if (last != nullptr) {
       deliver_watch(mm, entry_of(*last), true);
     } else {
-      const Nanos arrive = std::max(now_ + delay(), ww.fifo);
+      const Nanos slow = links_.at(static_cast<std::size_t>(i)).slow;
+      const Nanos arrive = std::max(now_ + delay() + slow, ww.fifo);
       ww.fifo = arrive;
       at(arrive, [this, i, gen] { member(i).watch_ready(gen); });
     }
