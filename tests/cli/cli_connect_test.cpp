@@ -313,13 +313,12 @@ TEST_F(CliConnect, ConnectionEventLinesWhenTheServerGoesAndComesBack) {
   Kvelect watch(std::vector<std::string>{"watch"} + common, dir_.path(), "watch");
   // --terminate: a lease lost while the server is away stops the command, not run.
   Kvelect run(std::vector<std::string>{"run", "--terminate", "--name", "b", "e2"} + common + fast +
-                  std::vector<std::string>{"--", "sleep", "60"},
+                  lasting_command(),
               dir_.path(), "run");
   ASSERT_TRUE(eventually([&] { return contains(campaign.out(), "\"event\": \"won\""); }))
       << campaign.output();
   ASSERT_TRUE(eventually([&] { return contains(watch.out(), "# watching"); })) << watch.output();
-  ASSERT_TRUE(eventually([&] { return contains(run.err(), "started 'sleep 60'"); }))
-      << run.output();
+  ASSERT_TRUE(eventually([&] { return contains(run.err(), "started 'sh -c"); })) << run.output();
 
   s.stop();
   EXPECT_TRUE(eventually([&] { return contains(campaign.out(), "\"event\": \"disconnected\""); }))
@@ -369,7 +368,7 @@ TEST_F(CliConnect, ConnectionEventLinesOfRunFileAndWatchInJson) {
   // --terminate: a lease lost while the server is away stops the command, not run.
   Kvelect run(
       std::vector<std::string>{"run", "--terminate", "--log-format", "json", "--name", "a", "e1"} +
-          common + fast + std::vector<std::string>{"--", "sleep", "60"},
+          common + fast + lasting_command(),
       dir_.path(), "run");
   Kvelect file_json(std::vector<std::string>{"file", "--log-format", "json", "--name", "b", "e2",
                                              dir_.file("e2.leader")} +
@@ -444,11 +443,10 @@ TEST_F(CliConnect, LibraryLinesWithTheirLevel) {
   Kvelect debug(std::vector<std::string>{"campaign", "--json", "--debug", "--name", "b", "e2"} +
                     common + fast,
                 dir_.path(), "debug");
-  // --terminate: the loss stops the command and run campaigns on (without it, SIGUSR2 would end
-  // `sleep`, and run with it).
+  // --terminate: the loss stops the command and run campaigns on.
   Kvelect run(
       std::vector<std::string>{"run", "--terminate", "--log-format", "json", "--name", "c", "e3"} +
-          common + fast + std::vector<std::string>{"--", "sleep", "60"},
+          common + fast + lasting_command(),
       dir_.path(), "run");
   ASSERT_TRUE(eventually([&] { return contains(plain.out(), " won "); })) << plain.output();
   ASSERT_TRUE(eventually([&] { return contains(debug.out(), "\"event\": \"won\""); }))
@@ -507,11 +505,10 @@ TEST_F(CliConnect, ClosedLineWhenTheServerRefusesTheReconnect) {
                                             "--skip-validation", "--splay", "0"} +
                        common,
                    dir_.path(), "campaign");
-  // --terminate: a loss before the close stops the command but not run (SIGUSR2 would end
-  // `sleep`, and run with it, before the close).
+  // --terminate: a loss before the close stops the command but not run.
   Kvelect run(std::vector<std::string>{"run", "--terminate", "--log-format", "json", "--name", "b",
                                        "e2", "--skip-validation", "--splay", "0"} +
-                  common + std::vector<std::string>{"--", "sleep", "60"},
+                  common + lasting_command(),
               dir_.path(), "run");
   Kvelect file(std::vector<std::string>{"file", "--name", "c", "e3", dir_.file("e3.leader"),
                                         "--skip-validation", "--splay", "0"} +

@@ -55,6 +55,14 @@ inline std::vector<std::string> lines_of(const std::string& text) {
   return lines;
 }
 
+// A COMMAND for `kvelect run` that lasts: run sends it SIGUSR1 about 1 s after the start and
+// SIGUSR2 on a loss (docs/cli.md), and a plain `sleep` dies of either, which ends run with it
+// before the test gets to what it checks. Ignored signals stay ignored across exec; SIGINT and
+// SIGTERM (--terminate, run's own stop) still end it.
+inline std::vector<std::string> lasting_command() {
+  return {"--", "sh", "-c", "trap '' USR1 USR2; exec sleep 1000"};
+}
+
 inline bool contains(std::string_view text, std::string_view part) {
   return text.find(part) != std::string_view::npos;
 }

@@ -984,7 +984,7 @@ TEST_F(Cli, RunAndFileLogsNeverShowTwoLeadersInGracefulHandovers) {
       std::vector<std::string> args =
           kFast + std::vector<std::string>{"--log-format", "json", "--name", name, command};
       if (command == "run")
-        args.insert(args.end(), {"--", "sleep", "1000"});
+        args = args + lasting_command();
       else
         args.push_back(dir_.file(name + ".leader"));
       return start(label, {command}, args, /*append=*/true);
@@ -1068,7 +1068,7 @@ TEST_F(Cli, RunAndFileServeMetricsToo) {
     std::vector<std::string> args =
         kFast + std::vector<std::string>{"--name", command, "--metrics", "127.0.0.1:0", command};
     if (command == "run")
-      args.insert(args.end(), {"--", "sleep", "1000"});
+      args = args + lasting_command();
     else
       args.push_back(dir_.file("file.leader"));
     Kvelect& member = start(command, {command}, args);
