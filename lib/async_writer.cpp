@@ -2,6 +2,7 @@
 #include "async_writer.hpp"
 
 #include "handles.hpp"
+#include "retire.hpp"
 #include "status.hpp"
 
 #include <fmt/format.h>
@@ -165,8 +166,7 @@ AsyncWriter::~AsyncWriter() {
     shared_->closed = true;
     dropped.swap(shared_->pending);
   }
-  if (subscription_)
-    natsSubscription_Unsubscribe(subscription_.get());
+  retire(subscription_.get(), connection_); // before it is destroyed (lib/retire.hpp)
   subscription_.reset();
   // A closure cnats would not take back: the handler may still run once, so it stays.
   (void)leaked_.release();

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "watch.hpp"
 
+#include "async_writer.hpp"
 #include "handles.hpp"
+#include "retire.hpp"
 #include "status.hpp"
 
 #include <fmt/format.h>
@@ -34,14 +36,22 @@ Entry to_entry(kvEntry* e) {
   return entry;
 }
 
+// The bucket's connection if kvelect opened the bucket (Bucket::open registers it), else null.
+natsConnection* connection_of(kvStore* bucket) {
+  const auto route = route_of(bucket);
+  return route ? route->connection : nullptr;
+}
+
 } // namespace
 
 // ---------------------------------------------------------------------------------------------
 // WatcherPump
 
-WatcherPump::WatcherPump(std::string what, Create create, Deliver deliver, MarkerCheck markers)
-    : what_(std::move(what)), create_(std::move(create)), deliver_(std::move(deliver)),
-      markers_(std::move(markers)), thread_([this](std::stop_token stop) { run(stop); }) {}
+WatcherPump::WatcherPump(std::string what, natsConnection* connection, Create create,
+                         Deliver deliver, MarkerCheck markers)
+    : what_(std::move(what)), connection_(connection), create_(std::move(create)),
+      deliver_(std::move(deliver)), markers_(std::move(markers)),
+      thread_([this](std::stop_token stop) { run(stop); }) {}
 
 WatcherPump::~WatcherPump() {
   thread_.request_stop();
@@ -73,19 +83,25 @@ void WatcherPump::run(const std::stop_token& stop) {
       std::lock_guard lock(mu_);
       current_ = watcher.get();
     }
-    // Clears current_ before the watcher is destroyed, on every path out of this iteration.
-    struct Forget {
+    // On every path out of this iteration, before the watcher is destroyed: clears current_,
+    // then takes the watcher off the connection and lets cnats' reader finish with it
+    // (lib/retire.hpp: destroying it at once can crash cnats 3.4.1).
+    struct Retire {
       WatcherPump& self;
-      explicit Forget(WatcherPump& owner) : self(owner) {}
-      Forget(const Forget&) = delete;
-      Forget& operator=(const Forget&) = delete;
-      Forget(Forget&&) = delete;
-      Forget& operator=(Forget&&) = delete;
-      ~Forget() {
-        std::lock_guard lock(self.mu_);
-        self.current_ = nullptr;
+      kvWatcher* watcher;
+      Retire(WatcherPump& owner, kvWatcher* w) : self(owner), watcher(w) {}
+      Retire(const Retire&) = delete;
+      Retire& operator=(const Retire&) = delete;
+      Retire(Retire&&) = delete;
+      Retire& operator=(Retire&&) = delete;
+      ~Retire() {
+        {
+          std::lock_guard lock(self.mu_);
+          self.current_ = nullptr;
+        }
+        retire(watcher, self.connection_);
       }
-    } forget{*this};
+    } retire_guard{*this, watcher.get()};
     if (stop.stop_requested())
       break;
     if (created != NATS_OK) {
@@ -134,7 +150,7 @@ void WatcherPump::run(const std::stop_token& stop) {
 KeyWatch::KeyWatch(kvStore* bucket, std::string key, Sink sink, MarkerCheck markers)
     : bucket_(bucket), key_(std::move(key)), sink_(std::move(sink)),
       pump_(
-          fmt::format("key '{}'", key_),
+          fmt::format("key '{}'", key_), connection_of(bucket),
           [this](kvWatcher** out) { return kvStore_Watch(out, bucket_, key_.c_str(), nullptr); },
           [this](WatchEvent event, const std::string&) { sink_(std::move(event)); },
           std::move(markers)) {}
@@ -167,7 +183,7 @@ private:
 BucketWatch::BucketWatch(kvStore* bucket, MarkerCheck markers)
     : bucket_(bucket),
       pump_(
-          fmt::format("bucket '{}'", kvStore_Bucket(bucket)),
+          fmt::format("bucket '{}'", kvStore_Bucket(bucket)), connection_of(bucket),
           [this](kvWatcher** out) { return kvStore_WatchAll(out, bucket_, nullptr); },
           [this](const WatchEvent& event, const std::string& key) { dispatch(event, key); },
           std::move(markers)) {}

@@ -9,6 +9,8 @@
 
 struct __kvWatcher;
 typedef struct __kvWatcher kvWatcher; // NOLINT(modernize-use-using)
+struct __natsConnection;
+typedef struct __natsConnection natsConnection; // NOLINT(modernize-use-using)
 
 #include <atomic>
 #include <chrono>
@@ -58,7 +60,10 @@ class WatcherPump {
 public:
   using Create = std::function<int(kvWatcher** watcher)>; // returns a natsStatus
   using Deliver = std::function<void(WatchEvent event, const std::string& key)>;
-  WatcherPump(std::string what, Create create, Deliver deliver, MarkerCheck markers = {});
+  // `connection` is the bucket's, or null if not known: it makes retiring a watcher a round trip
+  // rather than a pause (lib/retire.hpp).
+  WatcherPump(std::string what, natsConnection* connection, Create create, Deliver deliver,
+              MarkerCheck markers = {});
   ~WatcherPump();
   WatcherPump(const WatcherPump&) = delete;
   WatcherPump& operator=(const WatcherPump&) = delete;
@@ -73,6 +78,7 @@ private:
   void interrupt() noexcept;
 
   const std::string what_; // for messages: "key 'k'", "bucket 'b'"
+  natsConnection* const connection_;
   const Create create_;
   const Deliver deliver_;
   const MarkerCheck markers_; // run on the pump thread: a marker costs it one request

@@ -7,6 +7,7 @@
 #include "event_loop.hpp"
 #include "json.hpp"
 #include "metrics.hpp"
+#include "retire.hpp"
 #include "startup.hpp"
 #include "status.hpp"
 #include "timefmt.hpp"
@@ -23,10 +24,15 @@
 namespace kvelect::cli {
 namespace {
 
+// Takes the watcher off its connection before destroying it: destroying it at once can crash
+// cnats 3.4.1 (lib/retire.hpp).
 struct WatcherDeleter {
+  natsConnection* connection = nullptr;
   void operator()(kvWatcher* w) const noexcept {
-    if (w != nullptr)
+    if (w != nullptr) {
+      detail::retire(w, connection);
       kvWatcher_Destroy(w);
+    }
   }
 };
 using WatcherPtr = std::unique_ptr<kvWatcher, WatcherDeleter>;
@@ -126,7 +132,7 @@ int watch_command(const WatchOptions& o) {
     if (status != NATS_OK)
       throw Failure(fmt::format("cannot watch bucket '{}': {}", o.common.bucket,
                                 detail::failure_message(status)));
-    return WatcherPtr(raw);
+    return WatcherPtr(raw, WatcherDeleter{connection.get()});
   };
 
   WatchTracker tracker(ttl);

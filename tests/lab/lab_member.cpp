@@ -29,6 +29,7 @@
 
 #include <nats/nats.h>
 
+#include <execinfo.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -218,7 +219,37 @@ int member(const Args& args) {
 
 } // namespace
 
+namespace {
+
+// A member that dies of a signal says where, on stderr (the lab keeps it): a soak once lost a
+// member to a silent abort() inside cnats with no core to read (docs/reliability.md). Only
+// async-signal-safe calls, then the default action, so the lab still sees the signal and the
+// core is still written.
+void print_stack_and_die(int signal) {
+  const char* what = signal == SIGABRT   ? "SIGABRT"
+                     : signal == SIGSEGV ? "SIGSEGV"
+                     : signal == SIGBUS  ? "SIGBUS"
+                                         : "a fatal signal";
+  (void)!write(STDERR_FILENO, "kvelect-lab-member: died of ", 28);
+  (void)!write(STDERR_FILENO, what, std::strlen(what));
+  (void)!write(STDERR_FILENO, "; stack:\n", 9);
+  void* frames[64];
+  backtrace_symbols_fd(frames, backtrace(frames, 64), STDERR_FILENO);
+  std::signal(signal, SIG_DFL);
+  std::raise(signal);
+}
+
+void report_fatal_signals() {
+  void* warm_up[1];
+  (void)backtrace(warm_up, 1); // loads libgcc now: not from inside a signal handler
+  for (const int signal : {SIGABRT, SIGSEGV, SIGBUS})
+    std::signal(signal, print_stack_and_die);
+}
+
+} // namespace
+
 int main(int argc, char** argv) {
+  report_fatal_signals();
   Args args;
   if (argc < 2)
     return usage("usage: kvelect-lab-member member|create|stream-leader|stepdown|now ...");
