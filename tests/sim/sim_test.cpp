@@ -293,6 +293,31 @@ TEST(SimScenario, F4MemoryBucketMadeAnewAfterARestart) {
   EXPECT_TRUE(sim.leader().has_value());
 }
 
+// Seed 5116888: the bucket is deleted and made anew with a lower MaxAge (10 s -> 5 s) just before
+// its leader renews, and a foreign write gives the new bucket a revision 1, the one the leader
+// holds. The renewal ("expect 1") lands in the new bucket and the lease it starts counts the old
+// TTL. As for a MaxAge change, the leader learns of the new bucket at its next bucket read
+// (right after the renewal) and stands down: (b) is checked after the grace of one renewal
+// period, and before the checker gave that grace to a re-creation too, it failed here.
+TEST(SimScenario, ARenewalIntoABucketMadeAnewWithALowerTtlEndsTheLeadership) {
+  WorldConfig config = scenario_config(10 * kSec);
+  config.checks.ttl_grace_extra = 50 * kMs;
+  Sim sim(config);
+  const int l = sim.add("leader");
+  const int c = sim.add("candidate");
+  elect_first(sim, l, {c});
+  ASSERT_TRUE(sim.run_for(5 * kSec)); // the first renewal is due 6.7 s after the win
+  sim.world.op_delete_bucket();
+  ASSERT_TRUE(sim.run_for(50 * kMs));
+  sim.world.op_create_bucket(5 * kSec);
+  sim.world.op_put("alpha"); // revision 1 of the new bucket
+  const Nanos created = sim.now();
+  ASSERT_TRUE(sim.run_until([&] { return !sim.world.checker().track(l).won; }, 10 * kSec))
+      << sim.world.trace().tail(60);
+  EXPECT_LE(sim.now() - created, 10 * kSec * 2 / 3 + kSec);
+  ASSERT_TRUE(sim.run_for(30 * kSec)); // the checker fails the test on any violation
+}
+
 // Seed 2016272: the bucket is made anew while its leader is cut off. A member that starts
 // afterwards knows nothing of the old bucket and wins at once (documented); when it releases,
 // a candidate that knew the old bucket must still wait out the old leader's lease: the release's

@@ -563,7 +563,13 @@ void World::op_create_bucket(Nanos ttl) {
     if (bucket_.exists())
       return;
     note(-1, [&] { return fmt::format("operator: bucket created, MaxAge {}", seconds(ttl)); });
+    const Nanos old = bucket_.max_age(); // that of the bucket it replaces
     bucket_.create_bucket(ttl, server_time(now_));
+    // To a leader, a bucket made anew with another MaxAge is a MaxAge change: it learns of both
+    // at its next bucket read, within a renewal period (docs/protocol.md, "Bucket changes"), and
+    // a renewal that lands in the new bucket meanwhile counts the TTL it knew (seed 5116888).
+    if (old != ttl)
+      checker_.on_ttl_change(now_, old);
   });
 }
 
