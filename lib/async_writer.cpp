@@ -132,10 +132,27 @@ void on_complete(void* closure) {
   delete static_cast<std::shared_ptr<AsyncWriter::Shared>*>(closure);
 }
 
+// The last owner of a retiring subscription retires and destroys it, whichever thread that is
+// (the job that ran, a job dropped unrun, or the writer's destructor).
+class RetiringSubscription {
+public:
+  RetiringSubscription(SubscriptionHandle subscription, natsConnection* connection)
+      : subscription_(std::move(subscription)), connection_(connection) {}
+  ~RetiringSubscription() { retire(subscription_.get(), connection_); }
+  RetiringSubscription(const RetiringSubscription&) = delete;
+  RetiringSubscription& operator=(const RetiringSubscription&) = delete;
+  RetiringSubscription(RetiringSubscription&&) = delete;
+  RetiringSubscription& operator=(RetiringSubscription&&) = delete;
+
+private:
+  SubscriptionHandle subscription_; // destroyed after the destructor's body: after retire()
+  natsConnection* connection_;
+};
+
 } // namespace
 
-AsyncWriter::AsyncWriter(natsConnection* connection)
-    : connection_(connection), shared_(std::make_shared<Shared>()) {
+AsyncWriter::AsyncWriter(natsConnection* connection, Defer defer)
+    : connection_(connection), defer_(std::move(defer)), shared_(std::make_shared<Shared>()) {
   natsInbox* inbox = nullptr;
   if (const natsStatus s = natsInbox_Create(&inbox); s != NATS_OK)
     throw Error(errc_of(s), fmt::format("cannot make a reply inbox: {}", failure_message(s)));
@@ -166,8 +183,21 @@ AsyncWriter::~AsyncWriter() {
     shared_->closed = true;
     dropped.swap(shared_->pending);
   }
-  retire(subscription_.get(), connection_); // before it is destroyed (lib/retire.hpp)
-  subscription_.reset();
+  // No reply is handled from here on (closed), and none reaches the subscription once it is off
+  // the connection's table: unsubscribed now, before the last election's stop() returns.
+  if (subscription_)
+    (void)natsSubscription_Unsubscribe(subscription_.get());
+  // Destroyed once cnats' reader is done with it (lib/retire.hpp), here or in `defer_`'s job;
+  // the subscription holds its connection, so the connection may be closed meanwhile.
+  auto retiring = std::make_shared<RetiringSubscription>(std::move(subscription_), connection_);
+  if (defer_) {
+    try {
+      // The job owns it: it ends where the job is destroyed, after running or dropped unrun.
+      defer_([owned = std::move(retiring)] { (void)owned; });
+    } catch (...) { // NOLINT(bugprone-empty-catch): not deferred; ended on this thread
+    }
+  }
+  retiring.reset(); // when not deferred
   // A closure cnats would not take back: the handler may still run once, so it stays.
   (void)leaked_.release();
 }

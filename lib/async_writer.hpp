@@ -42,9 +42,13 @@ WriteResult parse_ack(bool status_503, std::string_view body);
 class AsyncWriter {
 public:
   using Done = std::function<void(WriteResult)>;
+  // Runs a job elsewhere: destroying the subscription waits for a round trip (lib/retire.hpp),
+  // which the thread that destroys the writer may not afford. Empty: the destructor waits.
+  using Defer = std::function<void(std::function<void()> job)>;
   // Subscribes to a fresh inbox on `connection`. Throws Error on failure.
-  explicit AsyncWriter(natsConnection* connection);
-  // Unsubscribes; writes still waiting are dropped without calling their Done.
+  explicit AsyncWriter(natsConnection* connection, Defer defer = {});
+  // Unsubscribes at once; writes still waiting are dropped without calling their Done. The
+  // subscription is destroyed once cnats' reader is done with it, by `defer`'s job if given.
   ~AsyncWriter();
   AsyncWriter(const AsyncWriter&) = delete;
   AsyncWriter& operator=(const AsyncWriter&) = delete;
@@ -64,6 +68,7 @@ public:
 
 private:
   natsConnection* connection_;
+  Defer defer_;
   std::shared_ptr<Shared> shared_;
   SubscriptionHandle subscription_;
   std::unique_ptr<std::shared_ptr<Shared>> leaked_; // the closure, if cnats could not own it

@@ -74,10 +74,12 @@ void ExecutorState::stop_io_and_watches() noexcept {
   for (auto& t : threads)
     if (t.joinable())
       t.join();
-  {
+  std::deque<std::function<void()>> dropped; // destroyed outside the lock: a job's captures
+  {                                          // may wait for a round trip (AsyncWriter)
     std::lock_guard lock(io_mu_);
-    io_jobs_.clear();
+    dropped.swap(io_jobs_);
   }
+  dropped.clear();
   std::lock_guard lock(watch_mu_);
   watches_.clear();
 }
@@ -321,8 +323,9 @@ void ExecutorState::release_watch(kvStore* bucket) noexcept {
   }
   // The last election on this bucket handle has ended: its watch ends now, before that
   // election's stop() returns, so that the caller may then destroy the handle. This waits for
-  // cnats' consumer delete (one round trip; a request timeout if the server does not answer),
-  // as a stopping election with a watch of its own does.
+  // cnats' consumer delete (one round trip; a request timeout if the server does not answer)
+  // and for a flush (lib/retire.hpp: up to 250 ms more), as a stopping election with a watch of
+  // its own does.
 }
 
 std::unique_ptr<ExecutorState::WriterLease> ExecutorState::writer(kvStore* bucket) {
@@ -337,7 +340,10 @@ std::unique_ptr<ExecutorState::WriterLease> ExecutorState::writer(kvStore* bucke
     auto& slot = writers_[route->connection];
     if (!slot.writer) {
       try {
-        slot.writer = std::make_unique<AsyncWriter>(route->connection);
+        // Its subscription is destroyed on the request pool, not on the campaign thread where
+        // the last election ends: that waits for a round trip (lib/retire.hpp).
+        slot.writer = std::make_unique<AsyncWriter>(
+            route->connection, [this](std::function<void()> job) { post_io(std::move(job)); });
       } catch (...) {
         writers_.erase(route->connection);
         throw;
@@ -362,8 +368,8 @@ void ExecutorState::release_writer(natsConnection* connection) noexcept {
     last = std::move(it->second.writer);
     writers_.erase(it);
   }
-  // Unsubscribed here, outside the lock, before the last election's stop() returns: the
-  // connection may be closed right after.
+  // Unsubscribed here, outside the lock, before the last election's stop() returns (the
+  // connection may be closed right after); its subscription is destroyed on the request pool.
 }
 
 std::size_t ExecutorState::elections() const {

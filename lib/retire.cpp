@@ -19,12 +19,12 @@ constexpr int64_t kFlushMillis = 250;
 // reader that the scheduler took off the CPU inside it, short of a stall of the whole machine.
 constexpr auto kPause = std::chrono::milliseconds(20);
 
-} // namespace
-
+// Returns once cnats' reader is past any message it found for a subscription just taken off the
+// connection's table.
 void wait_for_reader(natsConnection* connection) noexcept {
-  if (connection != nullptr) {
-    if (natsConnection_IsClosed(connection))
-      return; // no reader any more
+  // A closed connection may still have its reader: cnats marks it closed before it joins the
+  // reader thread. So a closed one gets the pause too.
+  if (connection != nullptr && !natsConnection_IsClosed(connection)) {
     // The server answers a PING after everything it sent before it, and the one reader thread
     // handles that PONG only once it is done with every earlier message: when the flush
     // returns, no message taken for the retired subscription is still being handled.
@@ -37,6 +37,8 @@ void wait_for_reader(natsConnection* connection) noexcept {
   }
   std::this_thread::sleep_for(kPause);
 }
+
+} // namespace
 
 void retire(natsSubscription* subscription, natsConnection* connection) noexcept {
   if (subscription == nullptr)

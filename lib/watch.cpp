@@ -86,15 +86,15 @@ void WatcherPump::run(const std::stop_token& stop) {
     // On every path out of this iteration, before the watcher is destroyed: clears current_,
     // then takes the watcher off the connection and lets cnats' reader finish with it
     // (lib/retire.hpp: destroying it at once can crash cnats 3.4.1).
-    struct Retire {
+    struct RetireOnExit {
       WatcherPump& self;
       kvWatcher* watcher;
-      Retire(WatcherPump& owner, kvWatcher* w) : self(owner), watcher(w) {}
-      Retire(const Retire&) = delete;
-      Retire& operator=(const Retire&) = delete;
-      Retire(Retire&&) = delete;
-      Retire& operator=(Retire&&) = delete;
-      ~Retire() {
+      RetireOnExit(WatcherPump& owner, kvWatcher* w) : self(owner), watcher(w) {}
+      RetireOnExit(const RetireOnExit&) = delete;
+      RetireOnExit& operator=(const RetireOnExit&) = delete;
+      RetireOnExit(RetireOnExit&&) = delete;
+      RetireOnExit& operator=(RetireOnExit&&) = delete;
+      ~RetireOnExit() {
         {
           std::lock_guard lock(self.mu_);
           self.current_ = nullptr;

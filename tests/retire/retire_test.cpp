@@ -55,8 +55,8 @@ protected:
   Outcome probe(const std::string& mode, int delay_us = 2000) {
     return run("KVELECT_READER_DELAY_US=" + std::to_string(delay_us) +
                " LD_PRELOAD=" + KVELECT_READER_DELAY +
-               " valgrind -q --error-exitcode=" + std::to_string(kValgrindError) + " " +
-               KVELECT_RETIRE_PROBE + " " + server_.url() + " " + mode + " 100");
+               " valgrind -q --fair-sched=yes --error-exitcode=" + std::to_string(kValgrindError) +
+               " " + KVELECT_RETIRE_PROBE + " " + server_.url() + " " + mode + " 100");
   }
 
   kvelect::testing::NatsServer server_;
@@ -71,10 +71,20 @@ TEST_F(Retire, DestroyingASubscriptionAtOnceTouchesFreedMemory) {
       << outcome.output;
 }
 
+// How many of the hundred ended while messages flowed to them (the probe's last line).
+int with_message(const std::string& output) {
+  const auto at = output.find("ended (");
+  const auto comma = output.find("), ", at);
+  return at == std::string::npos || comma == std::string::npos
+             ? -1
+             : std::atoi(output.c_str() + comma + 3);
+}
+
 TEST_F(Retire, RetiringWithTheConnectionLeavesTheReaderNothingFreed) {
   const Outcome outcome = probe("retire");
   EXPECT_EQ(outcome.code, 0) << outcome.output;
-  EXPECT_NE(outcome.output.find("100 subscriptions ended"), std::string::npos) << outcome.output;
+  // Not a pass by default: the reader was handing these subscriptions messages.
+  EXPECT_GE(with_message(outcome.output), 90) << outcome.output;
 }
 
 TEST_F(Retire, RetiringWithThePauseLeavesTheReaderNothingFreed) {
@@ -82,7 +92,17 @@ TEST_F(Retire, RetiringWithThePauseLeavesTheReaderNothingFreed) {
   // loaded machine (the reader must still get the CPU to leave the window within the pause).
   const Outcome outcome = probe("retire-paused", 1000);
   EXPECT_EQ(outcome.code, 0) << outcome.output;
-  EXPECT_NE(outcome.output.find("100 subscriptions ended"), std::string::npos) << outcome.output;
+  EXPECT_GE(with_message(outcome.output), 90) << outcome.output;
+}
+
+TEST_F(Retire, RetiringAWatcherLeavesTheReaderNothingFreed) {
+  // The watch pump's path (retire(kvWatcher*)). Destroying a watcher at once seldom shows the
+  // race here: cnats asks the server to delete the watcher's consumer after taking it off the
+  // table, a round trip that closes the window by accident (docs/compatibility.md); this checks
+  // that retiring a watcher of a flooded key leaves nothing freed behind.
+  const Outcome outcome = probe("retire-watcher");
+  EXPECT_EQ(outcome.code, 0) << outcome.output;
+  EXPECT_GE(with_message(outcome.output), 90) << outcome.output;
 }
 
 } // namespace
