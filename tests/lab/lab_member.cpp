@@ -217,10 +217,6 @@ int member(const Args& args) {
   return 0;
 }
 
-} // namespace
-
-namespace {
-
 // A member that dies of a signal says where, on stderr (the lab keeps it): a soak once lost a
 // member to a silent abort() inside cnats with no core to read (docs/reliability.md). Only
 // async-signal-safe calls, then the default action, so the lab still sees the signal and the

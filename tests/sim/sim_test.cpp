@@ -305,7 +305,7 @@ TEST(SimScenario, ARenewalIntoABucketMadeAnewWithALowerTtlEndsTheLeadership) {
   Sim sim(config);
   const int l = sim.add("leader");
   const int c = sim.add("candidate");
-  elect_first(sim, l, {c});
+  ASSERT_NO_FATAL_FAILURE(elect_first(sim, l, {c}));
   ASSERT_TRUE(sim.run_for(5 * kSec)); // the first renewal is due 6.7 s after the win
   sim.world.op_delete_bucket();
   ASSERT_TRUE(sim.run_for(50 * kMs));
