@@ -337,6 +337,64 @@ TEST_F(FindingsTest, ACandidateThatMissedARenewalWaitsOutItsLease) {
   a->stop();
 }
 
+// Finding 5: resign() while a renewal whose reply will come too late is in flight. The leader's
+// link is slowed to 300 ms each way with a 450 ms request timeout, so its next renewal lands on
+// the server and then times out (an unknown outcome); the leader resigns as soon as the renewal
+// has landed, while its lease still runs. The read that follows the timeout finds the leader's
+// own name at the new revision. a45a178 took that for a landed write of its own and took the key
+// back ("reclaiming"), ignoring the resign: it won again and its successor never got the key.
+// Now the resigned member neither takes it back nor releases it, and the successor wins once
+// the landed value has expired (docs/protocol.md, "Unknown outcomes of campaign writes").
+TEST_F(FindingsTest, AResignIsNotUndoneByARenewalOfUnknownOutcome) {
+  constexpr auto kTtl = 5s;
+  auto bucket = make_bucket(*connection_, kTtl);
+  const std::string name = bucket.info().name;
+  FaultProxy leader_proxy("127.0.0.1", SharedServer::get()->port());
+  ConnectOptions slow;
+  slow.servers = {leader_proxy.url()};
+  slow.timeout = 450ms; // below the 600 ms round trip of the slowed link
+  auto leader_connection = std::make_unique<Connection>(Connection::connect(slow));
+  auto leader_bucket = Bucket::open(*leader_connection, name);
+  std::atomic<int> a_wins{0};
+  std::atomic<std::int64_t> b_won{0};
+  auto now_ns = [] { return Clock::now().time_since_epoch().count(); };
+  auto a = member(leader_bucket, "a", {OnWon([&] { ++a_wins; })});
+  auto b = member(bucket, "b", {OnWon([&] { b_won = now_ns(); })});
+  a->start();
+  ASSERT_TRUE(a->await(5s));
+  b->start();
+  ASSERT_TRUE(eventually([&] { return b->leader() == "a"; }, 5s));
+  // The win's value is on the server; every byte to and from the leader is now 300 ms late.
+  const std::uint64_t won_at = revision_of(bucket.get(), "job");
+  leader_proxy.set_mode(FaultProxy::Mode::delay, 300ms);
+  // The next renewal lands 300 ms after it was sent; its reply would come 300 ms later still,
+  // after the timeout. The lease (counted from the win, 4.5 s) still runs: resign now.
+  ASSERT_TRUE(eventually([&] { return revision_of(bucket.get(), "job") > won_at; }, 6s))
+      << "the leader did not renew";
+  ASSERT_EQ(value_of(bucket.get(), "job"), "a");
+  ASSERT_TRUE(a->is_leader()) << "the lease ended before the renewal landed: no resign to test";
+  const auto resigned = now_ns();
+  a->resign();
+  // Let the proxy queue the renewal's reply with the delay (the test may see the value first),
+  // then let the read that follows the timeout through.
+  std::this_thread::sleep_for(50ms);
+  leader_proxy.set_mode(FaultProxy::Mode::pass);
+  ASSERT_TRUE(eventually([&] { return b_won.load() != 0 || a_wins.load() > 1; }, kTtl + 3s))
+      << "nobody won after the resign";
+  EXPECT_EQ(a_wins.load(), 1) << "the resigned member took the key back";
+  ASSERT_NE(b_won.load(), 0) << "the successor never won";
+  const auto ms_after_resign = (b_won.load() - resigned) / 1'000'000;
+  std::printf("the successor won %lld ms after the resign\n",
+              static_cast<long long>(ms_after_resign));
+  EXPECT_LT(ms_after_resign, std::chrono::milliseconds(kTtl + 2s).count())
+      << "no successor within TTL + 2 s of the resign";
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(a_wins.load(), 1) << "the resigned member won again";
+  EXPECT_EQ(b->leader(), "b");
+  b->stop();
+  a->stop();
+}
+
 } // namespace
 } // namespace kvelect::testing
 

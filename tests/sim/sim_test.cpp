@@ -199,6 +199,40 @@ TEST(SimScenario, F6NoSpinAfterStandingDown) {
   }
 }
 
+// F7: a user callback that blocks holds up the member's campaign thread (docs/protocol.md,
+// "Callbacks and the lease"). For the core that is a stretch in which no event reaches it,
+// which is what a paused process is here, so the scenario holds the leader's thread with a
+// pause: an OnError that blocks for two TTLs while the link is down. The checker's (a) ends a
+// leadership at the earlier of OnLost and the lease end on the member's clock, which is what
+// `is_leader()` answers from any thread: that must end before the successor wins. OnLost itself
+// waits for the callback (the documented limit), and then comes at once.
+TEST(SimScenario, F7ABlockedCallbackDelaysOnLostButNotTheLeaseEnd) {
+  Sim sim(scenario_config(kTtl));
+  const int l = sim.add("leader");
+  const int c = sim.add("candidate");
+  ASSERT_NO_FATAL_FAILURE(elect_first(sim, l, {c}));
+  ASSERT_TRUE(sim.next_write_by("leader", kTtl));
+  ASSERT_TRUE(sim.run_for(20 * kMs));
+  sim.world.cut(l, true, true);
+  const Nanos released = sim.now() + 2 * kTtl; // when the callback returns
+  sim.m(l).pause(2 * kTtl);
+  // The successor wins once the leader's value has expired; the checker's (a) fails the test if
+  // that is before the leader's lease end.
+  ASSERT_TRUE(sim.run_until([&] { return sim.leader() == c; }, 2 * kTtl));
+  const auto& held = sim.world.checker().track(l);
+  EXPECT_TRUE(held.won) << "OnLost ran while the callback was blocked";
+  const Nanos lease_end = sim.m(l).clock().real_at(sim.m(l).lease_end_local());
+  EXPECT_LE(lease_end, sim.world.checker().track(c).won_at)
+      << "the held leader's lease (is_leader()) ran past the successor's OnWon";
+  EXPECT_LT(sim.now(), released) << "the successor waited for the blocked callback";
+  // The callback returns: OnLost is the first thing the member's core does.
+  ASSERT_TRUE(sim.run_until([&] { return !sim.world.checker().track(l).won; }, 2 * kTtl));
+  EXPECT_LE(sim.now(), released + kMs) << "OnLost came later than the callback's return";
+  sim.world.heal(l);
+  ASSERT_TRUE(sim.run_for(kTtl));
+  EXPECT_EQ(sim.leader(), c);
+}
+
 // F8: the bucket is deleted and created anew; revisions restart at 1. Candidates recognise
 // the new bucket: a leader within 1.75 TTL + 1 s of the re-creation, few writes, no overlap.
 TEST(SimScenario, F8RecreatedBucketIsRecognised) {
