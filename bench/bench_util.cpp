@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "bench_util.hpp"
+#include "retire.hpp"
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -340,7 +341,7 @@ RawAsyncPublisher::RawAsyncPublisher(natsConnection* connection, kvStore* bucket
 }
 
 RawAsyncPublisher::~RawAsyncPublisher() {
-  natsSubscription_Unsubscribe(sub_);
+  kvelect::detail::retire(sub_, connection_); // lib/retire.hpp
   natsSubscription_Destroy(sub_);
 }
 

@@ -25,6 +25,7 @@
 //   --members 3          member processes
 //   --member PATH        the member binary (default: the one built with the benchmarks)
 #include "bench_util.hpp"
+#include "retire.hpp"
 
 #include "nats_server.hpp"
 
@@ -222,6 +223,7 @@ public:
   ~MarkerWatch() {
     stop_ = true;
     thread_.join();
+    kvelect::detail::retire(watcher_, nullptr); // lib/retire.hpp
     kvWatcher_Destroy(watcher_);
   }
   MarkerWatch(const MarkerWatch&) = delete;

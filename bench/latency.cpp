@@ -18,6 +18,7 @@
 //   --raw N (2000)  --memory (memory storage instead of file)
 //   --trace-slow-ms MS (0: off): print the members' debug lines around handovers slower than MS
 #include "bench_util.hpp"
+#include "retire.hpp"
 
 #include "nats_server.hpp"
 
@@ -452,6 +453,7 @@ void BM_Renewal(benchmark::State& state, bool on_executor) {
     }
     watching.store(false);
     watch_thread.join();
+    kvelect::detail::retire(watcher, nullptr); // lib/retire.hpp
     kvWatcher_Destroy(watcher);
     const auto stats = election.stats();
     election.stop();

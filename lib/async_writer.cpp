@@ -8,23 +8,10 @@
 #include <fmt/format.h>
 
 #include <charconv>
-#include <map>
 
 namespace kvelect::detail {
 
-// ---------------------------------------------------------------------------------------------
-// Routes of the buckets kvelect opened
-
 namespace {
-
-std::mutex& routes_mu() {
-  static std::mutex mu;
-  return mu;
-}
-std::map<kvStore*, BucketRoute>& routes() {
-  static std::map<kvStore*, BucketRoute> table;
-  return table;
-}
 
 // The value of `"name":` in a flat JSON text: a number or a string (escapes are not undone:
 // the server's texts here have none that matter for the classification).
@@ -47,25 +34,6 @@ std::string_view json_field(std::string_view body, std::string_view name) {
 }
 
 } // namespace
-
-void register_bucket(kvStore* bucket, natsConnection* connection, std::string_view name,
-                     std::chrono::milliseconds timeout) {
-  std::lock_guard lock(routes_mu());
-  routes()[bucket] = BucketRoute{connection, fmt::format("$KV.{}.", name), timeout};
-}
-
-void unregister_bucket(kvStore* bucket) noexcept {
-  std::lock_guard lock(routes_mu());
-  routes().erase(bucket);
-}
-
-std::optional<BucketRoute> route_of(kvStore* bucket) {
-  std::lock_guard lock(routes_mu());
-  const auto it = routes().find(bucket);
-  if (it == routes().end())
-    return std::nullopt;
-  return it->second;
-}
 
 WriteResult parse_ack(bool status_503, std::string_view body) {
   if (status_503)

@@ -6,6 +6,7 @@
 #include <kvelect/executor.hpp>
 
 #include "async_writer.hpp"
+#include "bucket_routes.hpp"
 #include "clock.hpp"
 #include "core/protocol.hpp"
 #include "watch.hpp"

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <kvelect/nats.hpp>
 
-#include "async_writer.hpp"
+#include "bucket_routes.hpp"
 #include "handles.hpp"
 #include "markers.hpp"
 #include "nkey.hpp"
@@ -422,7 +422,8 @@ Bucket Bucket::open(const Connection& connection, std::string_view name) {
   if (status == NATS_NOT_FOUND)
     throw Error(Errc::not_found, fmt::format("bucket '{}' does not exist", name));
   check(status, fmt::format("cannot open bucket '{}'", name));
-  // Elections on an Executor write to it by publishing (lib/async_writer.hpp).
+  // Elections on an Executor write to it by publishing (lib/async_writer.hpp), and watches
+  // retire their watchers with a flush on its connection (lib/retire.hpp): lib/bucket_routes.hpp.
   detail::register_bucket(kv, connection.get(), name, connection.timeout());
   return Bucket(kv, connection.get(), connection.timeout());
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "watch.hpp"
 
-#include "async_writer.hpp"
+#include "bucket_routes.hpp"
 #include "handles.hpp"
 #include "retire.hpp"
 #include "status.hpp"

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "fault_common.hpp"
 
+#include "retire.hpp"
+
 #ifndef KVELECT_FAULT_MEMBER
 #error "KVELECT_FAULT_MEMBER must name the kvelect-fault-member binary (tests/fault/meson.build)"
 #endif
@@ -138,6 +140,8 @@ void KeyWatcher::pump(std::stop_token stop) {
     }
     cv_.notify_all();
   }
+  // The key still changes: take the watcher off the connection first (lib/retire.hpp).
+  kvelect::detail::retire(watcher, nullptr);
   kvWatcher_Destroy(watcher);
 }
 

@@ -11,6 +11,7 @@
 
 #include "handles.hpp"
 #include "markers.hpp"
+#include "retire.hpp"
 
 #include "nats_server.hpp"
 
@@ -29,6 +30,14 @@ namespace kvelect::sim {
 namespace {
 
 using namespace std::chrono_literals;
+
+// The key's watcher, taken off its connection before it is destroyed (lib/retire.hpp).
+struct RetiringWatcherDeleter {
+  void operator()(kvWatcher* watcher) const noexcept {
+    detail::retire(watcher, nullptr);
+    kvWatcher_Destroy(watcher);
+  }
+};
 using Clock = std::chrono::steady_clock;
 
 const char* op_name(Op op) {
@@ -352,7 +361,7 @@ protected:
   std::unique_ptr<detail::KvPort> port_;
   std::unique_ptr<KvModel> model_;
   detail::MarkerCheck markers_;
-  detail::WatcherHandle watcher_;
+  std::unique_ptr<kvWatcher, RetiringWatcherDeleter> watcher_;
   std::string watched_key_;
   std::vector<Seen> announced_;
   Clock::time_point t0_;
