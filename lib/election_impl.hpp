@@ -91,15 +91,15 @@ public:
 private:
   // What the request thread and the watch hand back to the loop.
   struct WriteDone {
-    std::uint64_t id;
+    std::uint64_t id = 0;
     detail::WriteResult result;
   };
   struct ReadDone {
-    std::uint64_t id;
+    std::uint64_t id = 0;
     detail::ReadResult result;
   };
   struct BucketDone {
-    std::uint64_t id;
+    std::uint64_t id = 0;
     core::BucketResult result;
   };
   using Inbox = std::variant<detail::WatchEvent, WriteDone, ReadDone, BucketDone>;
