@@ -71,6 +71,14 @@ protected:
       options.push_back(option);
     return std::make_unique<Election>(name, "job", bucket.get(), concat(options, extra));
   }
+  // Starts `leader` and, once it leads, `follower`; returns once the follower names the leader.
+  // Its assertions end only this function: wrap it in ASSERT_NO_FATAL_FAILURE.
+  static void lead_then_follow(Election& leader, Election& follower) {
+    leader.start();
+    ASSERT_TRUE(leader.await(5s));
+    follower.start();
+    ASSERT_TRUE(eventually([&] { return follower.leader() == leader.name(); }, 5s));
+  }
 
   std::unique_ptr<Connection> connection_;
 };
@@ -84,10 +92,7 @@ TEST_F(FindingsTest, AMemberThatStoodDownDoesNotSpin) {
   std::atomic<bool> b_healthy{true};
   auto a = member(bucket, "a");
   auto b = member(bucket, "b", {WithHealthCheck([&] { return b_healthy.load(); }, 100ms)});
-  a->start();
-  ASSERT_TRUE(a->await(5s));
-  b->start();
-  ASSERT_TRUE(eventually([&] { return b->leader() == "a"; }, 5s));
+  ASSERT_NO_FATAL_FAILURE(lead_then_follow(*a, *b));
   auto cpu_over_two_seconds = [] {
     const double before = process_cpu_ms();
     std::this_thread::sleep_for(2s);
@@ -164,10 +169,7 @@ TEST_F(FindingsTest, AnExpiryThatComesLateStillFillsTheVacancySoon) {
   std::atomic<std::int64_t> b_won{0};
   auto a = member(bucket, "a", {WithReleaseOnStop(false)});
   auto b = member(bucket, "b", {OnWon([&] { b_won = Clock::now().time_since_epoch().count(); })});
-  a->start();
-  ASSERT_TRUE(a->await(5s));
-  b->start();
-  ASSERT_TRUE(eventually([&] { return b->leader() == "a"; }, 5s));
+  ASSERT_NO_FATAL_FAILURE(lead_then_follow(*a, *b));
   set_max_age(*connection_, name, 2400ms);
   // Stop the leader right after one of its renewals (without a release): its last value lives
   // 2.4 s from about now.
@@ -205,10 +207,7 @@ TEST_F(FindingsTest, ACandidateRecognisesARecreatedBucket) {
   }
   auto a = member(bucket, "a");
   auto b = member(bucket, "b");
-  a->start();
-  ASSERT_TRUE(a->await(5s));
-  b->start();
-  ASSERT_TRUE(eventually([&] { return b->leader() == "a"; }, 5s));
+  ASSERT_NO_FATAL_FAILURE(lead_then_follow(*a, *b));
   std::this_thread::sleep_for(300ms);
   // The operator deletes the bucket and makes it anew at once.
   Bucket::remove(*connection_, name);
@@ -302,10 +301,7 @@ TEST_F(FindingsTest, ACandidateThatMissedARenewalWaitsOutItsLease) {
   auto now_ns = [] { return Clock::now().time_since_epoch().count(); };
   auto a = member(leader_bucket, "a", {OnLost([&] { a_lost = now_ns(); })});
   auto b = member(candidate_bucket, "b", {OnWon([&] { b_won = now_ns(); })});
-  a->start();
-  ASSERT_TRUE(a->await(5s));
-  b->start();
-  ASSERT_TRUE(eventually([&] { return b->leader() == "a"; }, 5s));
+  ASSERT_NO_FATAL_FAILURE(lead_then_follow(*a, *b));
   // A renewal the candidate sees, then its link goes down.
   const std::uint64_t first = revision_of(bucket.get(), "job");
   ASSERT_TRUE(eventually([&] { return revision_of(bucket.get(), "job") > first; }, 5s));
@@ -360,10 +356,7 @@ TEST_F(FindingsTest, AResignIsNotUndoneByARenewalOfUnknownOutcome) {
   auto now_ns = [] { return Clock::now().time_since_epoch().count(); };
   auto a = member(leader_bucket, "a", {OnWon([&] { ++a_wins; })});
   auto b = member(bucket, "b", {OnWon([&] { b_won = now_ns(); })});
-  a->start();
-  ASSERT_TRUE(a->await(5s));
-  b->start();
-  ASSERT_TRUE(eventually([&] { return b->leader() == "a"; }, 5s));
+  ASSERT_NO_FATAL_FAILURE(lead_then_follow(*a, *b));
   // The win's value is on the server; every byte to and from the leader is now 300 ms late.
   const std::uint64_t won_at = revision_of(bucket.get(), "job");
   leader_proxy.set_mode(FaultProxy::Mode::delay, 300ms);
