@@ -247,12 +247,14 @@ void Protocol::run_timers(Time now) {
     emit(CallHealthCheck{});
   }
   if (auto* p = pending(); p != nullptr && p->ttl_confirmed && now >= p->guard_until) {
-    if (p->revision > p->token_floor) {
+    if (p->revision > p->token_floor && !must_renew_before_announcing(*p)) {
       become_leader(now, *p);
-    } else if (!in_flight_ || in_flight_->purpose != Purpose::renew) {
-      // Renew past the revisions the server gave out twice ("Two histories"). Only now: the
-      // bucket read that confirmed the TTL would have shown a bucket made anew, whose revisions
-      // must not be driven up to those of the old one (an old leader's renewal could match).
+    } else if (!in_flight_ && !p->renew_wanted && p->retry_at == kNever) {
+      // Renew past the revisions the server gave out twice ("Two histories"), or once after a
+      // guard ("Takeover guard"). Only now: the bucket read that confirmed the TTL would have
+      // shown a bucket made anew, whose revisions must not be driven up to those of the old one
+      // (an old leader's renewal could match). A renewal in flight, wanted or waiting for its
+      // retry is left to that.
       p->next_renewal = now;
     }
   }
@@ -342,8 +344,12 @@ Time Protocol::next_wake() const {
           // request's result wakes us, not the clock.
           const Time confirm = in_flight_ ? kNever : role.confirm_at;
           // Renewing past a token floor: each renewal's result wakes us for the next one.
-          const Time announce =
-              role.revision <= role.token_floor && in_flight_ ? kNever : role.guard_until;
+          // Renewing before the announcement (past a token floor, or after a guard): the
+          // renewal's result, or its retry, wakes us for the next step, not the guard's end.
+          const bool renewing =
+              (role.revision <= role.token_floor || must_renew_before_announcing(role)) &&
+              (in_flight_ || role.renew_wanted || role.retry_at != kNever);
+          const Time announce = renewing ? kNever : role.guard_until;
           next = std::min({next, role.lease_end, role.next_renewal, role.retry_at,
                            role.ttl_confirmed ? announce : confirm});
         } else if constexpr (std::is_same_v<R, Leader>) {

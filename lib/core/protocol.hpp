@@ -228,6 +228,11 @@ private:
     // Won at or below a revision already seen of the key (the server lost acknowledged writes):
     // no token is announced until our revision has passed this one ("Two histories").
     std::uint64_t token_floor = 0;
+    // A win that waited out a guard is announced only after a renewal sent once the guard had
+    // passed has succeeded: our value may have been overwritten meanwhile without our watch
+    // telling ("Takeover guard"). The send time of the last successful renewal:
+    bool renew_after_guard = false;
+    Time renewed_sent = kNever;
   };
   struct Leader {
     std::uint64_t revision = 0;
@@ -317,6 +322,9 @@ private:
 
   Candidate* candidate() noexcept { return std::get_if<Candidate>(&role_); }
   Pending* pending() noexcept { return std::get_if<Pending>(&role_); }
+  static bool must_renew_before_announcing(const Pending& p) noexcept {
+    return p.renew_after_guard && (p.renewed_sent == kNever || p.renewed_sent < p.guard_until);
+  }
   Leader* leader() noexcept { return std::get_if<Leader>(&role_); }
   [[nodiscard]] bool holds_key() const noexcept {
     return std::holds_alternative<Pending>(role_) || std::holds_alternative<Leader>(role_);

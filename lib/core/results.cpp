@@ -115,9 +115,11 @@ void Protocol::handle_acquire(Time now, const InFlight& request, const WriteResu
         highest_revision_ = w.revision;
       }
     }
-    if (now < p.guard_until)
+    if (now < p.guard_until) {
       logf(LogLevel::info, "won revision {}, waiting {} ms for a previous holder's lease to end",
            w.revision, ms(p.guard_until - now));
+      p.renew_after_guard = true;
+    }
     role_ = p; // OnWon once the TTL is confirmed and the guard has passed (run_timers)
     return;
   }
@@ -173,6 +175,7 @@ void Protocol::handle_renew(Time now, const InFlight& request, const WriteResult
       renewed(*l);
     } else if (auto* p = pending()) {
       renewed(*p);
+      p->renewed_sent = request.sent;
       if (p->token_floor != 0) {
         // Renewing past revisions the server lost: the token is our first revision above them.
         p->token = w.revision;

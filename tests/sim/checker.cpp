@@ -420,6 +420,13 @@ void Checker::on_resign(Member& m, Nanos real, bool led) {
         return;
     if (world_.now() > calm_to_)
       return;
+    // Only a successor that stayed able to campaign through the whole window counts: one that
+    // stopped, paused or turned unhealthy right after the resign owed no win (seed 6081488).
+    bool stayed = false;
+    for (int i = 0; i < world_.members(); ++i)
+      stayed = stayed || eligible(world_.member(i), real, world_.now(), index);
+    if (!stayed)
+      return;
     fail("(f) handover", fmt::format("m{} resigned at {}; no successor had won by {}", index,
                                      seconds(real), seconds(deadline)));
   });
