@@ -351,10 +351,25 @@ TEST_F(FindingsTest, AResignIsNotUndoneByARenewalOfUnknownOutcome) {
   slow.timeout = 450ms; // below the 600 ms round trip of the slowed link
   auto leader_connection = std::make_unique<Connection>(Connection::connect(slow));
   auto leader_bucket = Bucket::open(*leader_connection, name);
-  std::atomic<int> a_wins{0};
-  std::atomic<std::int64_t> b_won{0};
   auto now_ns = [] { return Clock::now().time_since_epoch().count(); };
-  auto a = member(leader_bucket, "a", {OnWon([&] { ++a_wins; })});
+  std::atomic<int> a_wins{0};
+  std::atomic<std::int64_t> a_won_again{0};
+  std::atomic<std::int64_t> b_won{0};
+  // Whether the renewal's outcome was unknown to the leader (the line is in a45a178's log too):
+  // if its reply came in time after all, the test has not tested the finding.
+  std::atomic<bool> unknown_outcome{false};
+  std::vector<Option> a_options{SkipValidation(), WithStartupSplay(0ms), OnWon([&] {
+                                  if (++a_wins > 1 && a_won_again == 0)
+                                    a_won_again = now_ns();
+                                })};
+  for (auto& option : design_options())
+    a_options.push_back(option);
+  // a's debug lines go here (not to the KVELECT_TEST_DEBUG printer of the other members).
+  a_options.push_back(WithDebug([&](std::string_view line) {
+    if (line.find("write of unknown outcome") != std::string_view::npos)
+      unknown_outcome = true;
+  }));
+  auto a = std::make_unique<Election>("a", "job", leader_bucket.get(), a_options);
   auto b = member(bucket, "b", {OnWon([&] { b_won = now_ns(); })});
   ASSERT_NO_FATAL_FAILURE(lead_then_follow(*a, *b));
   // The win's value is on the server; every byte to and from the leader is now 300 ms late.
@@ -366,24 +381,31 @@ TEST_F(FindingsTest, AResignIsNotUndoneByARenewalOfUnknownOutcome) {
       << "the leader did not renew";
   ASSERT_EQ(value_of(bucket.get(), "job"), "a");
   ASSERT_TRUE(a->is_leader()) << "the lease ended before the renewal landed: no resign to test";
-  const auto resigned = now_ns();
+  const auto landed = now_ns();
   a->resign();
   // Let the proxy queue the renewal's reply with the delay (the test may see the value first),
-  // then let the read that follows the timeout through.
-  std::this_thread::sleep_for(50ms);
+  // then, before the timeout (150 ms from now), let the read that follows the timeout through.
+  std::this_thread::sleep_for(100ms);
   leader_proxy.set_mode(FaultProxy::Mode::pass);
-  ASSERT_TRUE(eventually([&] { return b_won.load() != 0 || a_wins.load() > 1; }, kTtl + 3s))
+  // Someone leads again within TTL + 2 s: b, once the landed value has expired. a may win it
+  // too after its cool-down (a TTL from the resign), in a race with b; a45a178 took it back at
+  // once, about 300 ms after the resign, and kept it.
+  ASSERT_TRUE(eventually([&] { return b_won.load() != 0 || a_won_again.load() != 0; }, kTtl + 3s))
       << "nobody won after the resign";
-  EXPECT_EQ(a_wins.load(), 1) << "the resigned member took the key back";
-  ASSERT_NE(b_won.load(), 0) << "the successor never won";
-  const auto ms_after_resign = (b_won.load() - resigned) / 1'000'000;
-  std::printf("the successor won %lld ms after the resign\n",
-              static_cast<long long>(ms_after_resign));
-  EXPECT_LT(ms_after_resign, std::chrono::milliseconds(kTtl + 2s).count())
-      << "no successor within TTL + 2 s of the resign";
+  EXPECT_TRUE(unknown_outcome.load())
+      << "the renewal's reply came in time: the schedule did not make its outcome unknown";
+  const auto next = b_won.load() != 0 ? b_won.load() : a_won_again.load();
+  const auto ms_after = [&](std::int64_t t) { return (t - landed) / 1'000'000; };
+  std::printf("after the resign: b won %lld ms, a won again %lld ms (0: not)\n",
+              static_cast<long long>(b_won.load() != 0 ? ms_after(b_won.load()) : 0),
+              static_cast<long long>(a_won_again.load() != 0 ? ms_after(a_won_again.load()) : 0));
+  EXPECT_LT(ms_after(next), std::chrono::milliseconds(kTtl + 2s).count())
+      << "no leader within TTL + 2 s of the resign";
   std::this_thread::sleep_for(500ms);
-  EXPECT_EQ(a_wins.load(), 1) << "the resigned member won again";
-  EXPECT_EQ(b->leader(), "b");
+  if (a_won_again.load() != 0)
+    EXPECT_GE(ms_after(a_won_again.load()), std::chrono::milliseconds(kTtl - 500ms).count())
+        << "the resigned member took the key back before the landed value could expire";
+  EXPECT_NE(a->is_leader(), b->is_leader()) << "not exactly one leader";
   b->stop();
   a->stop();
 }

@@ -228,11 +228,11 @@ private:
     // Won at or below a revision already seen of the key (the server lost acknowledged writes):
     // no token is announced until our revision has passed this one ("Two histories").
     std::uint64_t token_floor = 0;
-    // A win that waited out a guard is announced only after a renewal sent once the guard had
-    // passed has succeeded: our value may have been overwritten meanwhile without our watch
-    // telling ("Takeover guard"). The send time of the last successful renewal:
-    bool renew_after_guard = false;
-    Time renewed_sent = kNever;
+    // A win that waits out a guard (one it had at its reply, or one raised later) is announced
+    // only after a renewal sent once the guard had passed has succeeded: our value may have been
+    // overwritten meanwhile without our watch telling ("Takeover guard").
+    Time won_at{};              // when the winning write's reply came
+    Time renewed_sent = kNever; // the send time of our last successful renewal
   };
   struct Leader {
     std::uint64_t revision = 0;
@@ -295,7 +295,7 @@ private:
   void learn_new_bucket(Time now);
   void forget_key(Time now, const char* why);
   [[nodiscard]] Time win_guard() const noexcept {
-    return std::max(guard_until_, bucket_guard_until_);
+    return std::max({guard_until_, bucket_guard_until_, reclaim_guard_until_});
   }
   [[nodiscard]] bool can_campaign(Time now) const noexcept;
   [[nodiscard]] bool writing() const noexcept;
@@ -323,7 +323,7 @@ private:
   Candidate* candidate() noexcept { return std::get_if<Candidate>(&role_); }
   Pending* pending() noexcept { return std::get_if<Pending>(&role_); }
   static bool must_renew_before_announcing(const Pending& p) noexcept {
-    return p.renew_after_guard && (p.renewed_sent == kNever || p.renewed_sent < p.guard_until);
+    return p.guard_until > p.won_at && (p.renewed_sent == kNever || p.renewed_sent < p.guard_until);
   }
   Leader* leader() noexcept { return std::get_if<Leader>(&role_); }
   [[nodiscard]] bool holds_key() const noexcept {
@@ -365,6 +365,9 @@ private:
   // over a clean release, whose writer may have started after the re-creation and known nothing
   // of the old bucket's leader ("Bucket changes").
   Time bucket_guard_until_{};
+  // A reclaim after a late renewal: a member that won that revision in another history may lead
+  // until then ("Two histories"). No clean release ends it: it did not come from that member.
+  Time reclaim_guard_until_{};
   // After we learned that the bucket's TTL was lowered: an expiry marker does not end the guard
   // before this (the old TTL from then), since it proves an age of the new TTL only and a lease
   // may count the old one ("Expiry markers", "A changed TTL").

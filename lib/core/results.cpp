@@ -35,8 +35,15 @@ void Protocol::on_write(Time now, std::uint64_t id, const WriteResult& result) {
   if (phase_ == Phase::stopping) {
     // Only the release matters now: give back the newest revision we hold.
     const bool wrote = request.purpose == Purpose::acquire || request.purpose == Purpose::renew;
-    if (wrote && result.outcome == Outcome::ok && params_.release_on_stop)
-      release_wanted_ = result.revision;
+    if (wrote && result.outcome == Outcome::ok && params_.release_on_stop) {
+      // Not while another member's lease may still run: a clean release would let the others
+      // win at once, without that wait (see release()).
+      if (now < win_guard())
+        logf(LogLevel::info, "not releasing revision {}: a previous holder's lease may still run",
+             result.revision);
+      else
+        release_wanted_ = result.revision;
+    }
     after_event(now);
     return;
   }
@@ -91,9 +98,10 @@ void Protocol::handle_acquire(Time now, const InFlight& request, const WriteResu
     // been answered from a history in which another member won that revision ("Two
     // histories"); that member's writes fail from our reclaim on, so its lease ends within one
     // TTL of now.
-    p.guard_until = kMutant == 2                          ? Time{}
-                    : request.vacancy == Vacancy::reclaim ? std::max(win_guard(), now + ttl_)
-                                                          : win_guard();
+    if (request.vacancy == Vacancy::reclaim)
+      reclaim_guard_until_ = std::max(reclaim_guard_until_, now + ttl_);
+    p.guard_until = kMutant == 2 ? Time{} : win_guard();
+    p.won_at = now;
     // The TTL is read when the win is about to be announced: at once, or when the guard ends.
     p.confirm_at = std::max(now, p.guard_until);
     p.clean = request.vacancy == Vacancy::clean && now >= win_guard();
@@ -115,11 +123,9 @@ void Protocol::handle_acquire(Time now, const InFlight& request, const WriteResu
         highest_revision_ = w.revision;
       }
     }
-    if (now < p.guard_until) {
+    if (now < p.guard_until)
       logf(LogLevel::info, "won revision {}, waiting {} ms for a previous holder's lease to end",
            w.revision, ms(p.guard_until - now));
-      p.renew_after_guard = true;
-    }
     role_ = p; // OnWon once the TTL is confirmed and the guard has passed (run_timers)
     return;
   }

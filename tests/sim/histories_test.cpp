@@ -55,6 +55,30 @@ TEST(SimScenario, AReclaimAfterALateRenewalWaitsOutALeaderOfAnotherHistory) {
   EXPECT_TRUE(sim.leader().has_value());
 }
 
+// The reclaim above, and then the reclaiming member resigns while it waits out its TTL. It must
+// not release the key: the member that won the revision in the other history may still lead
+// (here its watch is silent, so it learns of the reclaim only at its next renewal), and a clean
+// release would let a third member win beside it (found by a review; docs/protocol.md, "Takeover
+// guard"). Before, the reclaim's wait was not part of the guard a release respects.
+TEST(SimScenario, AResignDuringAReclaimsWaitDoesNotReleaseTheKey) {
+  Sim sim(scenario_config(kTtl));
+  const int a = sim.add("alpha");
+  const int b = sim.add("bravo");
+  const int c = sim.add("charlie");
+  ASSERT_NO_FATAL_FAILURE(elect_first(sim, a, {b, c}));
+  ASSERT_TRUE(sim.next_write_by("alpha", kTtl));
+  ASSERT_TRUE(sim.run_for(5 * kMs));
+  sim.world.set_watch_lag(a, 30 * kMs);
+  sim.world.stale_leader(a, 5200 * kMs);
+  ASSERT_TRUE(sim.run_until([&] { return sim.world.checker().track(b).won; }, 2 * kTtl));
+  sim.world.silence_watch(b);
+  ASSERT_TRUE(sim.next_write_by("alpha", 2 * kTtl)) << "alpha did not take the key back";
+  ASSERT_TRUE(sim.run_for(10 * kMs));
+  sim.m(a).api_resign();
+  ASSERT_TRUE(sim.run_for(3 * kTtl)); // the checker's (a) fails the test on an overlap
+  EXPECT_TRUE(sim.leader().has_value());
+}
+
 // The lab's token regressions on nats-server 2.9.10 and 2.10.27: a win the stream acknowledged
 // (and its watchers saw) was lost in a fail-over, and the stream gave its revision out again.
 // A member that saw the lost win must not announce a token at or below it.

@@ -271,6 +271,30 @@ TEST(SimScenario, AGuardedWinOverwrittenWhileItsWatchIsSilentIsNotAnnounced) {
   EXPECT_EQ(sim.leader(), c);
 }
 
+// A member that stops while its write for a guarded vacancy is on its way must not release the
+// key when the write is acknowledged: the holder whose lease it would have waited out may still
+// lead, and a clean release lets the others win at once (found by a review of this suite's own
+// change; docs/protocol.md, "Takeover guard"). Before, the acknowledged write was released.
+TEST(SimScenario, AStopDuringAGuardedWinDoesNotReleaseTheKey) {
+  Sim sim(scenario_config(kTtl));
+  const int l = sim.add("leader");
+  const int p = sim.add("stopper");
+  const int c = sim.add("third");
+  ASSERT_NO_FATAL_FAILURE(elect_first(sim, l, {p, c}));
+  ASSERT_TRUE(sim.next_write_by("leader", kTtl));
+  ASSERT_TRUE(sim.run_for(20 * kMs));
+  sim.world.cut(l, true, true);          // its lease runs on, about a TTL more
+  sim.world.cut(c, true, true);          // only "stopper" races for the vacancy
+  sim.world.set_link_delay(p, 50 * kMs); // its acknowledgement comes 50 ms after the write
+  sim.world.op_delete();
+  ASSERT_TRUE(sim.next_write_by("stopper", kSec)) << "the vacancy was not taken";
+  sim.m(p).api_stop(); // the write's acknowledgement is still on its way
+  sim.world.heal(c);
+  // The checker's (a) fails the test if "third" wins while the leader's lease runs.
+  ASSERT_TRUE(sim.run_for(3 * kTtl));
+  EXPECT_EQ(sim.leader(), c);
+}
+
 // F8: the bucket is deleted and created anew; revisions restart at 1. Candidates recognise
 // the new bucket: a leader within 1.75 TTL + 1 s of the re-creation, few writes, no overlap.
 TEST(SimScenario, F8RecreatedBucketIsRecognised) {
