@@ -141,9 +141,13 @@ TEST_F(FeaturesTest, OnNewLeaderFiresOncePerChangeAndObserversAgree) {
 // until its release landed. A proxy that delays the member's traffic keeps the renewal in
 // flight across the resignation, so the echo always arrives after it.
 TEST_F(FeaturesTest, MemberNeverReportsItselfLeaderAfterItsOnLost) {
+  // TTL 3 s: a renewal is sent 0.7 s before the lease it renews ends, so its reply, 300 ms
+  // later, comes while that lease runs, and the release follows it. (A renewal acknowledged
+  // after the lease held at the resignation is left to expire: docs/protocol.md, "Release".)
+  const auto own_bucket = make_bucket(*connection_, 3s);
   FaultProxy proxy("127.0.0.1", SharedServer::get()->port());
   auto connection = std::make_unique<Connection>(connect_to(proxy.url()));
-  auto bucket = Bucket::open(*connection, bucket_->info().name);
+  auto bucket = Bucket::open(*connection, own_bucket.info().name);
   Recorder seen;
   std::atomic<int> leader_campaigns{0};
   std::vector<Option> options{SkipValidation(), WithStartupSplay(0ms), seen.option(),
@@ -157,14 +161,15 @@ TEST_F(FeaturesTest, MemberNeverReportsItselfLeaderAfterItsOnLost) {
   m.start();
   ASSERT_TRUE(m.await(5s));
   ASSERT_TRUE(eventually([&] { return m.leader() == "solo"; }, 5s));
-  // 150 ms each way: a renewal's reply and its echo come 300 ms after it is sent, well within
-  // the 1 s TTL's lease and long after the resignation below is handled.
+  // 150 ms each way: a renewal's reply and its echo come 300 ms after it is sent, within the
+  // lease and long after the resignation below is handled.
   proxy.set_mode(FaultProxy::Mode::delay, 150ms);
   const int before = leader_campaigns.load();
   ASSERT_TRUE(eventually([&] { return leader_campaigns.load() > before; }, 5s));
   ASSERT_TRUE(m.resign()); // the renewal just sent is in flight
   // The echo of that renewal, then the release, reach the member: it reports no leader.
-  ASSERT_TRUE(eventually([&] { return value_of(bucket_->get(), "job") == "kvelect:released"; }, 5s))
+  ASSERT_TRUE(
+      eventually([&] { return value_of(own_bucket.get(), "job") == "kvelect:released"; }, 5s))
       << "the release did not land";
   std::this_thread::sleep_for(400ms); // the watch delivers the release through the proxy, too
   m.stop();

@@ -136,6 +136,7 @@ void Protocol::stop(Time now) {
   } else if (const auto* p = pending(); p != nullptr && now >= win_guard()) {
     release_wanted_ = p->revision; // a pending win whose guard has passed (see release())
   }
+  remember_lease_end();
   role_ = Idle{};
   // The release waits for the request in flight and for its own reply, bounded: a server that
   // does not answer costs at most this long ("Release").

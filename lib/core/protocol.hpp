@@ -231,7 +231,7 @@ private:
     // A win that waits out a guard (one it had at its reply, or one raised later) is announced
     // only after a renewal sent once the guard had passed has succeeded: our value may have been
     // overwritten meanwhile without our watch telling ("Takeover guard").
-    Time won_at{};              // when the winning write's reply came
+    Time won_sent{};            // when the winning write was sent
     Time renewed_sent = kNever; // the send time of our last successful renewal
   };
   struct Leader {
@@ -282,7 +282,8 @@ private:
   void maybe_attempt(Time now, const char* reason);
   void renew(Time now);
   void become_leader(Time now, Pending won);
-  void become_candidate(Time now); // a fresh Candidate role: no timer of the old role survives
+  void remember_lease_end() noexcept; // of the role we are leaving (held_lease_end_)
+  void become_candidate(Time now);    // a fresh Candidate role: no timer of the old role survives
   void lose(Time now, const std::string& reason);
   bool step_down(Time now, const std::string& reason);
   void release(Time now, std::uint64_t revision);
@@ -323,7 +324,8 @@ private:
   Candidate* candidate() noexcept { return std::get_if<Candidate>(&role_); }
   Pending* pending() noexcept { return std::get_if<Pending>(&role_); }
   static bool must_renew_before_announcing(const Pending& p) noexcept {
-    return p.guard_until > p.won_at && (p.renewed_sent == kNever || p.renewed_sent < p.guard_until);
+    return p.guard_until > p.won_sent &&
+           (p.renewed_sent == kNever || p.renewed_sent < p.guard_until);
   }
   Leader* leader() noexcept { return std::get_if<Leader>(&role_); }
   [[nodiscard]] bool holds_key() const noexcept {
@@ -368,6 +370,9 @@ private:
   // A reclaim after a late renewal: a member that won that revision in another history may lead
   // until then ("Two histories"). No clean release ends it: it did not come from that member.
   Time reclaim_guard_until_{};
+  // The lease end of our last leadership or pending win, kept when we stand down: a renewal
+  // acknowledged after it may come from another history, and is never released ("Release").
+  Time held_lease_end_{};
   // After we learned that the bucket's TTL was lowered: an expiry marker does not end the guard
   // before this (the old TTL from then), since it proves an age of the new TTL only and a lease
   // may count the old one ("Expiry markers", "A changed TTL").

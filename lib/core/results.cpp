@@ -36,10 +36,13 @@ void Protocol::on_write(Time now, std::uint64_t id, const WriteResult& result) {
     // Only the release matters now: give back the newest revision we hold.
     const bool wrote = request.purpose == Purpose::acquire || request.purpose == Purpose::renew;
     if (wrote && result.outcome == Outcome::ok && params_.release_on_stop) {
+      if (request.purpose == Purpose::acquire && request.vacancy == Vacancy::reclaim)
+        reclaim_guard_until_ = std::max(reclaim_guard_until_, now + ttl_);
       // Not while another member's lease may still run: a clean release would let the others
-      // win at once, without that wait (see release()).
-      if (now < win_guard())
-        logf(LogLevel::info, "not releasing revision {}: a previous holder's lease may still run",
+      // win at once, without that wait (see release()); nor a renewal acknowledged after our
+      // lease ended, which may come from another history (see handle_renew).
+      if (now < win_guard() || (request.purpose == Purpose::renew && now >= held_lease_end_))
+        logf(LogLevel::info, "not releasing revision {}: another member's lease may still run",
              result.revision);
       else
         release_wanted_ = result.revision;
@@ -80,8 +83,11 @@ void Protocol::handle_acquire(Time now, const InFlight& request, const WriteResu
     key_.revision = w.revision;
     key_.observed_at = now;
     expect_watch_to_reach(w.revision, now);
+    if (request.vacancy == Vacancy::reclaim)
+      reclaim_guard_until_ = std::max(reclaim_guard_until_, now + ttl_);
     if (!can_campaign(now)) {
-      // Stood down, stopped or unhealthy meanwhile: give the key back.
+      // Stood down, stopped or unhealthy meanwhile: give the key back (release() leaves it to
+      // expire while a guard, a reclaim's included, runs).
       release(now, w.revision);
       return;
     }
@@ -98,10 +104,8 @@ void Protocol::handle_acquire(Time now, const InFlight& request, const WriteResu
     // been answered from a history in which another member won that revision ("Two
     // histories"); that member's writes fail from our reclaim on, so its lease ends within one
     // TTL of now.
-    if (request.vacancy == Vacancy::reclaim)
-      reclaim_guard_until_ = std::max(reclaim_guard_until_, now + ttl_);
     p.guard_until = kMutant == 2 ? Time{} : win_guard();
-    p.won_at = now;
+    p.won_sent = request.sent;
     // The TTL is read when the win is about to be announced: at once, or when the guard ends.
     p.confirm_at = std::max(now, p.guard_until);
     p.clean = request.vacancy == Vacancy::clean && now >= win_guard();
@@ -188,8 +192,16 @@ void Protocol::handle_renew(Time now, const InFlight& request, const WriteResult
       }
     } else if (release_wanted_ != 0 || !can_campaign(now)) {
       // We stood down while it was in flight (resign, term limit, health, a lease that ended
-      // while we were told to let others go first): give back this newer revision.
-      release(now, w.revision);
+      // while we were told to let others go first): give back this newer revision, if it was
+      // acknowledged while our lease still ran. One acknowledged later may come from a deposed
+      // stream leader's stale log while another member won that revision in the real stream,
+      // and a release there would be taken as clean ("Two histories"): leave it to expire.
+      if (now < held_lease_end_)
+        release(now, w.revision);
+      else
+        logf(LogLevel::info,
+             "renewal landed at revision {} after our lease had ended: leaving it to expire",
+             w.revision);
     } else {
       // The renewal landed after our lease had ended. In one history nobody else can have won
       // the key since; but a deposed stream leader may have answered it from its stale log

@@ -53,10 +53,18 @@ void Protocol::become_leader(Time now, Pending won) {
 }
 
 void Protocol::become_candidate(Time now) {
+  remember_lease_end();
   Candidate c;
   c.expiry_retry = kExpiryRetryFirst;
   c.next_campaign = now + candidate_wait();
   role_ = c;
+}
+
+void Protocol::remember_lease_end() noexcept {
+  if (const auto* l = std::get_if<Leader>(&role_))
+    held_lease_end_ = l->lease_end;
+  else if (const auto* p = std::get_if<Pending>(&role_))
+    held_lease_end_ = p->lease_end;
 }
 
 void Protocol::lose(Time now, const std::string& reason) {

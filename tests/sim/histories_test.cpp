@@ -79,6 +79,27 @@ TEST(SimScenario, AResignDuringAReclaimsWaitDoesNotReleaseTheKey) {
   EXPECT_TRUE(sim.leader().has_value());
 }
 
+// The stale acknowledgement again, this time reaching a member that was stopped after its lease
+// had ended (or that stood down): the renewal it acknowledges at R is not ours in the real
+// stream, where the new leader won R, so a release "expecting R" would pass there and be taken
+// as clean; a third member would win beside the new leader, whose watch is silent (found by a
+// review). A renewal acknowledged after our lease ended is never released: it is left to expire.
+TEST(SimScenario, AStaleAcknowledgementAfterAStopIsNotReleased) {
+  Sim sim(scenario_config(kTtl));
+  const int a = sim.add("alpha");
+  const int b = sim.add("bravo");
+  const int c = sim.add("charlie");
+  ASSERT_NO_FATAL_FAILURE(elect_first(sim, a, {b, c}));
+  ASSERT_TRUE(sim.next_write_by("alpha", kTtl));
+  ASSERT_TRUE(sim.run_for(5 * kMs));
+  sim.world.stale_leader(a, 5200 * kMs);
+  ASSERT_TRUE(sim.run_until([&] { return sim.world.checker().track(b).won; }, 2 * kTtl));
+  sim.world.silence_watch(b);
+  sim.m(a).api_stop();                // its renewal still waits at the stopped server
+  ASSERT_TRUE(sim.run_for(3 * kTtl)); // the checker's (a) fails the test on an overlap
+  EXPECT_TRUE(sim.leader().has_value());
+}
+
 // The lab's token regressions on nats-server 2.9.10 and 2.10.27: a win the stream acknowledged
 // (and its watchers saw) was lost in a fail-over, and the stream gave its revision out again.
 // A member that saw the lost win must not announce a token at or below it.
