@@ -24,4 +24,15 @@ namespace kvelect::detail {
 void retire(natsSubscription* subscription, natsConnection* connection) noexcept;
 void retire(kvWatcher* watcher, natsConnection* connection) noexcept;
 
+// A unique_ptr deleter that retires a watcher (above) and then destroys it.
+struct RetiringWatcherDeleter {
+  natsConnection* connection = nullptr;
+  void operator()(kvWatcher* watcher) const noexcept {
+    if (watcher == nullptr)
+      return;
+    retire(watcher, connection);
+    kvWatcher_Destroy(watcher);
+  }
+};
+
 } // namespace kvelect::detail

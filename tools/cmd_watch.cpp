@@ -26,16 +26,7 @@ namespace {
 
 // Takes the watcher off its connection before destroying it: destroying it at once can crash
 // cnats 3.4.1 (lib/retire.hpp).
-struct WatcherDeleter {
-  natsConnection* connection = nullptr;
-  void operator()(kvWatcher* w) const noexcept {
-    if (w != nullptr) {
-      detail::retire(w, connection);
-      kvWatcher_Destroy(w);
-    }
-  }
-};
-using WatcherPtr = std::unique_ptr<kvWatcher, WatcherDeleter>;
+using WatcherPtr = std::unique_ptr<kvWatcher, detail::RetiringWatcherDeleter>;
 
 struct EntryDeleter {
   void operator()(kvEntry* e) const noexcept {
@@ -132,7 +123,7 @@ int watch_command(const WatchOptions& o) {
     if (status != NATS_OK)
       throw Failure(fmt::format("cannot watch bucket '{}': {}", o.common.bucket,
                                 detail::failure_message(status)));
-    return WatcherPtr(raw, WatcherDeleter{connection.get()});
+    return WatcherPtr(raw, detail::RetiringWatcherDeleter{connection.get()});
   };
 
   WatchTracker tracker(ttl);

@@ -31,13 +31,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// The key's watcher, taken off its connection before it is destroyed (lib/retire.hpp).
-struct RetiringWatcherDeleter {
-  void operator()(kvWatcher* watcher) const noexcept {
-    detail::retire(watcher, nullptr);
-    kvWatcher_Destroy(watcher);
-  }
-};
 using Clock = std::chrono::steady_clock;
 
 const char* op_name(Op op) {
@@ -361,7 +354,8 @@ protected:
   std::unique_ptr<detail::KvPort> port_;
   std::unique_ptr<KvModel> model_;
   detail::MarkerCheck markers_;
-  std::unique_ptr<kvWatcher, RetiringWatcherDeleter> watcher_;
+  // Taken off its connection before it is destroyed (lib/retire.hpp).
+  std::unique_ptr<kvWatcher, detail::RetiringWatcherDeleter> watcher_;
   std::string watched_key_;
   std::vector<Seen> announced_;
   Clock::time_point t0_;
